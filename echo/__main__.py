@@ -1,0 +1,3 @@
+from echo.cli import main
+
+raise SystemExit(main())

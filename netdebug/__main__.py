@@ -1,0 +1,3 @@
+from netdebug.cli import main
+
+raise SystemExit(main())
