@@ -1,0 +1,425 @@
+"""The echo server's one configuration object: flags > environment > defaults, validated once.
+
+Environment variable names that mendhak/http-https-echo defines keep their meaning, so existing
+deployments can swap images without changing their manifests. Our own additions are namespaced
+``ECHO_*`` (plus ``H2C_PORT``, named like its ``HTTP_PORT``/``HTTPS_PORT`` siblings).
+
+Booleans accept ``true/false``, ``1/0``, ``yes/no``, ``on/off`` (any case); an empty value counts as
+unset. Anything else is a configuration error rather than a silent guess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+DEFAULT_HTTP_PORT = 8080
+DEFAULT_HTTPS_PORT = 8443
+DEFAULT_BIND = "0.0.0.0"
+DEFAULT_ADMIN_PREFIX = "/_echo/"
+# Node's own default limit that mendhak inherits is far lower; 1 MiB keeps large-JWT demos working.
+DEFAULT_MAX_HEADER_SIZE = 1_048_576
+DEFAULT_MAX_BODY_BYTES = 10 * 1_048_576
+DEFAULT_MAX_DELAY_MS = 60_000
+DEFAULT_DRAIN_SECONDS = 5.0
+
+
+class ConfigError(Exception):
+    """A bad flag or environment value; the CLI prints ``message`` and ``usage`` and exits 2."""
+
+    def __init__(self, message: str, usage: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.usage = usage
+
+
+@dataclass(frozen=True, slots=True)
+class EchoConfig:
+    http_port: int | None = DEFAULT_HTTP_PORT
+    https_port: int | None = DEFAULT_HTTPS_PORT
+    h2c_port: int | None = None
+    bind: str = DEFAULT_BIND
+    https_cert_file: Path | None = None
+    https_key_file: Path | None = None
+    mtls_enable: bool = False
+    mtls_ca_file: Path | None = None
+    echo_back_to_client: bool = True
+    echo_include_env_vars: bool = False
+    jwt_header: str | None = None
+    log_ignore_path: re.Pattern[str] | None = None
+    disable_request_logs: bool = False
+    log_without_newline: bool = False
+    preserve_header_case: bool = False
+    max_header_size: int = DEFAULT_MAX_HEADER_SIZE
+    cors_allow_origin: str | None = None
+    cors_allow_methods: str | None = None
+    cors_allow_headers: str | None = None
+    cors_allow_credentials: bool = False
+    override_response_body_file_path: Path | None = None
+    max_delay_ms: int = DEFAULT_MAX_DELAY_MS
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    drain_seconds: float = DEFAULT_DRAIN_SECONDS
+    labels_file: Path | None = None
+    admin_prefix: str = DEFAULT_ADMIN_PREFIX
+
+    @property
+    def cors_enabled(self) -> bool:
+        return self.cors_allow_origin is not None
+
+
+@dataclass(frozen=True)
+class _Setting:
+    env: str
+    flag: str | None
+    help: str
+    metavar: str = "VALUE"
+    is_bool: bool = False
+
+
+# One table drives the argument parser, the environment lookup and the --help text, so the three
+# cannot drift apart. Order = order in --help.
+_SETTINGS: dict[str, _Setting] = {
+    "http_port": _Setting(
+        "HTTP_PORT", "--http-port", f"plain HTTP/1.1 port, or 'off' (default {DEFAULT_HTTP_PORT})", "PORT"
+    ),
+    "https_port": _Setting(
+        "HTTPS_PORT",
+        "--https-port",
+        f"HTTPS port (ALPN h2, http/1.1), or 'off' (default {DEFAULT_HTTPS_PORT})",
+        "PORT",
+    ),
+    "h2c_port": _Setting("H2C_PORT", "--h2c-port", "cleartext HTTP/2 port, or 'off' (default off)", "PORT"),
+    "bind": _Setting(
+        "ECHO_BIND", "--bind", f"address every listener binds (default {DEFAULT_BIND})", "ADDRESS"
+    ),
+    "https_cert_file": _Setting(
+        "HTTPS_CERT_FILE",
+        "--cert-file",
+        "PEM certificate chain; unset = self-signed ECDSA P-256 made at start",
+        "FILE",
+    ),
+    "https_key_file": _Setting("HTTPS_KEY_FILE", "--key-file", "PEM private key for --cert-file", "FILE"),
+    "mtls_enable": _Setting(
+        "MTLS_ENABLE",
+        "--mtls",
+        "ask HTTPS clients for a certificate and report it (default false)",
+        is_bool=True,
+    ),
+    "mtls_ca_file": _Setting(
+        "MTLS_CA_FILE",
+        "--mtls-ca-file",
+        "PEM CA bundle: with MTLS_ENABLE, client certificates must verify",
+        "FILE",
+    ),
+    "echo_back_to_client": _Setting(
+        "ECHO_BACK_TO_CLIENT",
+        None,
+        "false = send an empty body instead of the echo document (default true)",
+        is_bool=True,
+    ),
+    "echo_include_env_vars": _Setting(
+        "ECHO_INCLUDE_ENV_VARS",
+        None,
+        "add an 'env' field (secret-looking names redacted) (default false)",
+        is_bool=True,
+    ),
+    "jwt_header": _Setting(
+        "JWT_HEADER", "--jwt-header", "request header holding a JWT to decode into 'jwt'", "NAME"
+    ),
+    "log_ignore_path": _Setting(
+        "LOG_IGNORE_PATH", None, "regular expression: request paths it matches are not logged", "REGEX"
+    ),
+    "disable_request_logs": _Setting(
+        "DISABLE_REQUEST_LOGS",
+        "--no-request-logs",
+        "true = no per-request log line (default false)",
+        is_bool=True,
+    ),
+    "log_without_newline": _Setting(
+        "LOG_WITHOUT_NEWLINE",
+        None,
+        "accepted for compatibility: every log record is already one line",
+        is_bool=True,
+    ),
+    "preserve_header_case": _Setting(
+        "PRESERVE_HEADER_CASE",
+        None,
+        "echo header names in their wire case (Title-Case when unknown)",
+        is_bool=True,
+    ),
+    "max_header_size": _Setting(
+        "MAX_HEADER_SIZE",
+        "--max-header-size",
+        f"largest total of header name+value bytes; more = 431 (default {DEFAULT_MAX_HEADER_SIZE})",
+        "BYTES",
+    ),
+    "cors_allow_origin": _Setting(
+        "CORS_ALLOW_ORIGIN", None, "Access-Control-Allow-Origin; set = CORS on", "ORIGIN"
+    ),
+    "cors_allow_methods": _Setting("CORS_ALLOW_METHODS", None, "Access-Control-Allow-Methods", "METHODS"),
+    "cors_allow_headers": _Setting("CORS_ALLOW_HEADERS", None, "Access-Control-Allow-Headers", "HEADERS"),
+    "cors_allow_credentials": _Setting(
+        "CORS_ALLOW_CREDENTIALS", None, "true = Access-Control-Allow-Credentials: true", is_bool=True
+    ),
+    "override_response_body_file_path": _Setting(
+        "OVERRIDE_RESPONSE_BODY_FILE_PATH",
+        None,
+        "serve this file's bytes as every echo response body",
+        "FILE",
+    ),
+    "max_delay_ms": _Setting(
+        "ECHO_MAX_DELAY_MS",
+        "--max-delay-ms",
+        f"cap for x-set-response-delay-ms (default {DEFAULT_MAX_DELAY_MS})",
+        "MS",
+    ),
+    "max_body_bytes": _Setting(
+        "ECHO_MAX_BODY_BYTES",
+        "--max-body-bytes",
+        f"largest request body; more = 413 (default {DEFAULT_MAX_BODY_BYTES})",
+        "BYTES",
+    ),
+    "drain_seconds": _Setting(
+        "ECHO_DRAIN_SECONDS",
+        "--drain-seconds",
+        f"after SIGTERM: not ready, still serving, for this long (default {DEFAULT_DRAIN_SECONDS:g})",
+        "SECONDS",
+    ),
+    "labels_file": _Setting(
+        "ECHO_LABELS_FILE", "--labels-file", 'Downward API labels file (key="value" per line)', "FILE"
+    ),
+    "admin_prefix": _Setting(
+        "ECHO_ADMIN_PREFIX",
+        "--admin-prefix",
+        f"path prefix of the admin endpoints (default {DEFAULT_ADMIN_PREFIX})",
+        "PATH",
+    ),
+}
+
+_IDENTITY_ENV_HELP = (
+    ("POD_NAME", "pod name: x-echo-pod and pod.name (default: the hostname)"),
+    ("POD_NAMESPACE", "pod.namespace"),
+    ("POD_IP", "pod.ip"),
+    ("NODE_NAME", "pod.node"),
+    ("POD_SERVICE_ACCOUNT", "pod.service_account"),
+    ("SERVICE_VERSION", "x-echo-version and pod.version (default: label 'version', else 'unknown')"),
+)
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so main_impl owns the exit code."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(message, self.format_usage())
+
+
+def _epilog() -> str:
+    lines = ["environment (a flag wins over its variable):"]
+    for setting in _SETTINGS.values():
+        flag = f" ({setting.flag})" if setting.flag else ""
+        lines.append(f"  {setting.env}{flag}: {setting.help}")
+    lines.append("pod identity (Kubernetes Downward API):")
+    lines.extend(f"  {name}: {text}" for name, text in _IDENTITY_ENV_HELP)
+    return "\n".join(lines)
+
+
+def build_parser(prog: str = "echo-server") -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=prog,
+        description="A fast, mesh-aware HTTP/HTTPS/WebSocket echo server (mendhak/http-https-echo drop-in).",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for field, setting in _SETTINGS.items():
+        if setting.flag is None:
+            continue
+        if setting.is_bool:
+            parser.add_argument(
+                setting.flag, dest=field, action="store_const", const="true", help=setting.help
+            )
+        else:
+            parser.add_argument(setting.flag, dest=field, metavar=setting.metavar, help=setting.help)
+    return parser
+
+
+def usage() -> str:
+    """The full --help text, listing every flag and environment variable."""
+    return build_parser().format_help()
+
+
+def env_var_names() -> tuple[str, ...]:
+    return tuple(s.env for s in _SETTINGS.values()) + tuple(name for name, _ in _IDENTITY_ENV_HELP)
+
+
+def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> EchoConfig:
+    """Build and validate the config; raises ConfigError on any bad flag or variable."""
+    parser = build_parser()
+    args = parser.parse_args(list(argv))
+    text = usage()
+
+    def raw(field: str) -> tuple[str, str] | None:
+        setting = _SETTINGS[field]
+        flag_value = getattr(args, field, None)
+        if flag_value is not None:
+            return str(flag_value), setting.flag or setting.env
+        env_value = environ.get(setting.env)
+        if env_value is None or env_value.strip() == "":
+            return None
+        return env_value.strip(), setting.env
+
+    def fail(source: str, message: str) -> NoReturn:
+        raise ConfigError(f"{source}: {message}", text)
+
+    def port(field: str, default: int | None) -> int | None:
+        got = raw(field)
+        if got is None:
+            return default
+        value, source = got
+        if value.lower() == "off":
+            return None
+        try:
+            number = int(value)
+        except ValueError:
+            fail(source, f"expected a port 1-65535 or 'off', got {value!r}")
+        if not 1 <= number <= 65535:
+            fail(source, f"expected a port 1-65535 or 'off', got {value!r}")
+        return number
+
+    def boolean(field: str, default: bool) -> bool:
+        got = raw(field)
+        if got is None:
+            return default
+        value, source = got
+        lowered = value.lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        fail(source, f"expected true or false, got {value!r}")
+
+    def positive_int(field: str, default: int, *, allow_zero: bool = False) -> int:
+        got = raw(field)
+        if got is None:
+            return default
+        value, source = got
+        try:
+            number = int(value.replace("_", ""))
+        except ValueError:
+            fail(source, f"expected a whole number, got {value!r}")
+        if number < 0 or (number == 0 and not allow_zero):
+            fail(source, f"expected a {'non-negative' if allow_zero else 'positive'} number, got {value!r}")
+        return number
+
+    def seconds(field: str, default: float) -> float:
+        got = raw(field)
+        if got is None:
+            return default
+        value, source = got
+        try:
+            number = float(value)
+        except ValueError:
+            fail(source, f"expected seconds, got {value!r}")
+        if not 0 <= number <= 3600:
+            fail(source, f"expected 0-3600 seconds, got {value!r}")
+        return number
+
+    def readable_file(field: str) -> Path | None:
+        got = raw(field)
+        if got is None:
+            return None
+        value, source = got
+        path = Path(value)
+        if not path.is_file():
+            fail(source, f"no such file: {value}")
+        if not os.access(path, os.R_OK):
+            fail(source, f"file not readable: {value}")
+        return path
+
+    def string(field: str) -> str | None:
+        got = raw(field)
+        if got is None:
+            return None
+        value, source = got
+        if "\r" in value or "\n" in value:
+            fail(source, "must be one line")
+        return value
+
+    http_port = port("http_port", DEFAULT_HTTP_PORT)
+    https_port = port("https_port", DEFAULT_HTTPS_PORT)
+    h2c_port = port("h2c_port", None)
+    enabled = [p for p in (http_port, https_port, h2c_port) if p is not None]
+    if not enabled:
+        raise ConfigError("HTTP_PORT, HTTPS_PORT and H2C_PORT are all off: nothing to listen on", text)
+    if len(set(enabled)) != len(enabled):
+        raise ConfigError(f"two listeners share one port: {sorted(enabled)}", text)
+
+    bind = string("bind") or DEFAULT_BIND
+
+    cert = readable_file("https_cert_file")
+    key = readable_file("https_key_file")
+    if (cert is None) != (key is None):
+        raise ConfigError("HTTPS_CERT_FILE and HTTPS_KEY_FILE must be set together", text)
+
+    mtls_enable = boolean("mtls_enable", False)
+    mtls_ca_file = readable_file("mtls_ca_file")
+
+    jwt_header = string("jwt_header")
+    if jwt_header is not None and not _TOKEN.fullmatch(jwt_header):
+        raise ConfigError(f"JWT_HEADER: not a header name: {jwt_header!r}", text)
+
+    log_ignore_path: re.Pattern[str] | None = None
+    got = raw("log_ignore_path")
+    if got is not None:
+        try:
+            log_ignore_path = re.compile(got[0])
+        except re.error as exc:
+            raise ConfigError(f"LOG_IGNORE_PATH: not a regular expression: {exc}", text) from None
+
+    admin_prefix = string("admin_prefix") or DEFAULT_ADMIN_PREFIX
+    if not admin_prefix.startswith("/"):
+        raise ConfigError(f"ECHO_ADMIN_PREFIX: must start with '/', got {admin_prefix!r}", text)
+    if not admin_prefix.endswith("/"):
+        admin_prefix += "/"
+    if admin_prefix == "/":
+        raise ConfigError("ECHO_ADMIN_PREFIX: '/' would hide every echo path", text)
+
+    return EchoConfig(
+        http_port=http_port,
+        https_port=https_port,
+        h2c_port=h2c_port,
+        bind=bind,
+        https_cert_file=cert,
+        https_key_file=key,
+        mtls_enable=mtls_enable,
+        mtls_ca_file=mtls_ca_file,
+        echo_back_to_client=boolean("echo_back_to_client", True),
+        echo_include_env_vars=boolean("echo_include_env_vars", False),
+        jwt_header=jwt_header,
+        log_ignore_path=log_ignore_path,
+        disable_request_logs=boolean("disable_request_logs", False),
+        log_without_newline=boolean("log_without_newline", False),
+        preserve_header_case=boolean("preserve_header_case", False),
+        max_header_size=positive_int("max_header_size", DEFAULT_MAX_HEADER_SIZE),
+        cors_allow_origin=string("cors_allow_origin"),
+        cors_allow_methods=string("cors_allow_methods"),
+        cors_allow_headers=string("cors_allow_headers"),
+        cors_allow_credentials=boolean("cors_allow_credentials", False),
+        override_response_body_file_path=readable_file("override_response_body_file_path"),
+        max_delay_ms=positive_int("max_delay_ms", DEFAULT_MAX_DELAY_MS, allow_zero=True),
+        max_body_bytes=positive_int("max_body_bytes", DEFAULT_MAX_BODY_BYTES),
+        drain_seconds=seconds("drain_seconds", DEFAULT_DRAIN_SECONDS),
+        labels_file=readable_file("labels_file"),
+        admin_prefix=admin_prefix,
+    )
+
+
+# RFC 9110 token characters: what a header name may contain.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")

@@ -1,0 +1,423 @@
+"""Request → echo document (pure: plain data in, a JSON-ready dict out).
+
+Field names and meanings follow mendhak/http-https-echo (Express's ``req.*``), then ours:
+``http_version``, ``tls``, ``pod``, ``mesh``, ``body_bytes``, ``body_sha256``, ``body_encoding``.
+
+Text safety rules (the document must always serialise):
+- header values are decoded as UTF-8; bytes that are not UTF-8 appear as ``\\xNN`` escapes;
+- a path or query holding lone surrogates (a server decoding with ``surrogateescape``) gets the same
+  ``\\xNN`` escapes; percent-decoding already turned invalid UTF-8 into U+FFFD;
+- a body that is not UTF-8 is sent as base64 with ``body_encoding: "base64"``, never altered.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC
+from functools import lru_cache
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+
+from echo.jwt import decode_jwt
+from echo.mesh import mesh_info
+
+TLS_EXTENSION = "meshecho.tls"
+# Optional, from the serving layer: header names as they were on the wire, same order as scope headers.
+RAW_HEADER_NAMES_EXTENSION = "meshecho.raw_header_names"
+
+_SECRET_WORDS = (
+    "PASSWORD",
+    "PASSWD",
+    "SECRET",
+    "TOKEN",
+    "KEY",
+    "CREDENTIAL",
+    "AUTH",
+    "PRIVATE",
+    "CERT",
+    "SESSION",
+)
+REDACTED = "[redacted]"
+
+
+def is_secret_name(name: str) -> bool:
+    upper = name.upper()
+    return any(word in upper for word in _SECRET_WORDS)
+
+
+def redact_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """``ECHO_INCLUDE_ENV_VARS``: the environment with secret-looking names' values hidden."""
+    return {name: (REDACTED if is_secret_name(name) else value) for name, value in sorted(environ.items())}
+
+
+@dataclass(frozen=True, slots=True)
+class ReflectOptions:
+    hostname: str
+    pod: Mapping[str, object]
+    jwt_header: str | None = None  # lower-case
+    preserve_header_case: bool = False
+    env: Mapping[str, str] | None = None
+
+
+def safe_text(text: str) -> str:
+    """Make ``text`` encodable as UTF-8: lone surrogates become ``\\xNN`` escapes."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text
+
+
+def decode_header_value(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("utf-8", "backslashreplace")
+
+
+def headers_dict(raw: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Lower-case names → values; repeats joined by ``, `` (``; `` for cookie), as Node does."""
+    out: dict[str, str] = {}
+    for name_bytes, value_bytes in raw:
+        name = name_bytes.decode("latin-1").lower()
+        value = decode_header_value(value_bytes)
+        if name in out:
+            out[name] = out[name] + ("; " if name == "cookie" else ", ") + value
+        else:
+            out[name] = value
+    return out
+
+
+def _title_case(name: str) -> str:
+    return "-".join(part[:1].upper() + part[1:] for part in name.split("-"))
+
+
+def display_headers(
+    raw: Sequence[tuple[bytes, bytes]], headers: dict[str, str], wire_names: Sequence[bytes] | None
+) -> dict[str, str]:
+    """PRESERVE_HEADER_CASE: the wire case when the server told us, else Title-Case."""
+    out: dict[str, str] = {}
+    for index, (name_bytes, _) in enumerate(raw):
+        lower = name_bytes.decode("latin-1").lower()
+        if wire_names is not None and index < len(wire_names):
+            shown = wire_names[index].decode("latin-1")
+        else:
+            shown = _title_case(lower)
+        if shown not in out:
+            out[shown] = headers[lower]
+    return out
+
+
+def parse_query(query_string: bytes) -> dict[str, str | list[str]]:
+    """``a=1&a=2&b`` → {"a": ["1", "2"], "b": ""}: a repeated key becomes a list, as qs does."""
+    out: dict[str, str | list[str]] = {}
+    if not query_string:
+        return out
+    text = query_string.decode("utf-8", "backslashreplace")
+    for key, value in parse_qsl(text, keep_blank_values=True):
+        key, value = safe_text(key), safe_text(value)
+        existing = out.get(key)
+        if existing is None:
+            out[key] = value
+        elif isinstance(existing, list):
+            existing.append(value)
+        else:
+            out[key] = [existing, value]
+    return out
+
+
+def parse_cookies(header: str | None) -> dict[str, str]:
+    cookies: dict[str, str] = {}
+    if not header:
+        return cookies
+    for item in header.split(";"):
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+            value = value[1:-1]
+        cookies.setdefault(name, value)
+    return cookies
+
+
+# Express "trust proxy" = ['loopback', 'linklocal', 'uniquelocal'], as mendhak configures it.
+_TRUSTED_NETWORKS = tuple(
+    ipaddress.ip_network(net)
+    for net in (
+        "127.0.0.0/8",
+        "::1/128",
+        "169.254.0.0/16",
+        "fe80::/10",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "fc00::/7",
+    )
+)
+
+
+@lru_cache(maxsize=1024)
+def is_trusted_proxy(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in net for net in _TRUSTED_NETWORKS)
+
+
+def client_addresses(peer: str | None, forwarded_for: str | None) -> tuple[str | None, list[str]]:
+    """Express's (req.ip, req.ips): walk X-Forwarded-For from the right while the hop is trusted."""
+    if peer is None:
+        return None, []
+    if not forwarded_for or not is_trusted_proxy(peer):
+        return peer, []
+    chain = [peer]
+    for hop in reversed([part.strip() for part in forwarded_for.split(",")]):
+        chain.append(hop)
+        if not is_trusted_proxy(hop):
+            break
+    return chain[-1], list(reversed(chain[1:]))
+
+
+def _hostname(host: str | None) -> str | None:
+    if not host:
+        return None
+    if host.startswith("["):  # [v6]:port
+        end = host.find("]")
+        return host[: end + 1] if end > 0 else host
+    return host.split(":", 1)[0]
+
+
+def _subdomains(hostname: str | None) -> list[str]:
+    if not hostname:
+        return []
+    bare = hostname.strip("[]")
+    try:
+        ipaddress.ip_address(bare)
+        return []
+    except ValueError:
+        pass
+    return list(reversed(hostname.split(".")))[2:]
+
+
+def _fresh(method: str, headers: Mapping[str, str]) -> bool:
+    """Express's req.fresh for a response that has no ETag/Last-Modified yet (ours never do)."""
+    if method not in ("GET", "HEAD"):
+        return False
+    if_none_match = headers.get("if-none-match")
+    if_modified_since = headers.get("if-modified-since")
+    if not if_none_match and not if_modified_since:
+        return False
+    if "no-cache" in headers.get("cache-control", ""):
+        return False
+    return if_none_match is not None and if_none_match.strip() == "*" and not if_modified_since
+
+
+def is_json_content_type(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def body_fields(body: bytes) -> tuple[str, str]:
+    """(body text, encoding): UTF-8 text when it is UTF-8, else base64."""
+    try:
+        return body.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return base64.b64encode(body).decode("ascii"), "base64"
+
+
+def _name_dict(name: Any) -> dict[str, str]:
+    """x509.Name → Node-style {"CN": ..., "O": ...} (repeated attributes joined by newline as Node does)."""
+    out: dict[str, str] = {}
+    for attribute in name:
+        key = _SHORT_NAMES.get(attribute.oid.dotted_string, attribute.oid.dotted_string)
+        value = attribute.value if isinstance(attribute.value, str) else attribute.value.hex()
+        out[key] = out[key] + "\n" + value if key in out else value
+    return out
+
+
+_SHORT_NAMES = {
+    "2.5.4.3": "CN",
+    "2.5.4.6": "C",
+    "2.5.4.7": "L",
+    "2.5.4.8": "ST",
+    "2.5.4.10": "O",
+    "2.5.4.11": "OU",
+    "1.2.840.113549.1.9.1": "emailAddress",
+    "2.5.4.5": "serialNumber",
+}
+
+
+@lru_cache(maxsize=256)
+def describe_certificate(der: bytes) -> dict[str, Any]:
+    """Parse a DER certificate once per distinct certificate (a client reuses one across requests).
+
+    Returns {"tls": our client_certificate dict, "node": mendhak's clientCertificate dict}.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        error = {"error": f"unparseable client certificate: {exc}"}
+        return {"tls": error, "node": error}
+    sans: list[str] = []
+    node_sans: list[str] = []
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        ext = None
+    if ext is not None:
+        for general_name in ext:
+            if isinstance(general_name, x509.UniformResourceIdentifier):
+                sans.append(f"URI:{general_name.value}")
+            elif isinstance(general_name, x509.DNSName):
+                sans.append(f"DNS:{general_name.value}")
+            elif isinstance(general_name, x509.IPAddress):
+                sans.append(f"IP:{general_name.value}")
+            elif isinstance(general_name, x509.RFC822Name):
+                sans.append(f"email:{general_name.value}")
+            else:
+                continue
+            node_sans.append(sans[-1])
+    sha256 = cert.fingerprint(hashes.SHA256()).hex()
+    sha1 = cert.fingerprint(hashes.SHA1()).hex()  # display only, as Node shows it
+    not_before = cert.not_valid_before_utc
+    not_after = cert.not_valid_after_utc
+    serial = format(cert.serial_number, "X")
+    if len(serial) % 2:
+        serial = "0" + serial
+    spiffe = [san[4:] for san in sans if san.startswith("URI:spiffe://")]
+    ours = {
+        "subject": cert.subject.rfc4514_string(),
+        "issuer": cert.issuer.rfc4514_string(),
+        "sans": sans,
+        "spiffe_id": spiffe[0] if spiffe else None,
+        "serial": serial,
+        "not_before": not_before.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "not_after": not_after.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "sha256": sha256,
+    }
+
+    def colon(hex_text: str) -> str:
+        return ":".join(hex_text[i : i + 2] for i in range(0, len(hex_text), 2)).upper()
+
+    node = {
+        "subject": _name_dict(cert.subject),
+        "issuer": _name_dict(cert.issuer),
+        "subjectaltname": ", ".join(node_sans) if node_sans else None,
+        "valid_from": not_before.strftime("%b %d %H:%M:%S %Y GMT"),
+        "valid_to": not_after.strftime("%b %d %H:%M:%S %Y GMT"),
+        "fingerprint": colon(sha1),
+        "fingerprint256": colon(sha256),
+        "serialNumber": serial,
+    }
+    return {"tls": ours, "node": node}
+
+
+def tls_info(tls: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(our ``tls`` field, mendhak's ``clientCertificate``: {} when the client sent none)."""
+    der = tls.get("peer_cert_der")
+    described = describe_certificate(bytes(der)) if der else None
+    ours = {
+        "version": tls.get("version"),
+        "cipher": tls.get("cipher"),
+        "alpn": tls.get("alpn"),
+        "sni": tls.get("sni"),
+        "client_certificate": described["tls"] if described else None,
+    }
+    return ours, (described["node"] if described else {})
+
+
+def reflect(
+    scope: Mapping[str, Any],
+    headers: Mapping[str, str],
+    body: bytes,
+    options: ReflectOptions,
+    *,
+    query: Mapping[str, object] | None = None,
+) -> dict[str, Any]:
+    """Build the echo document. ``headers`` is ``headers_dict(scope["headers"])``."""
+    method: str = scope["method"]
+    client = scope.get("client")
+    peer = client[0] if client else None
+    trusted_peer = peer is not None and is_trusted_proxy(peer)
+
+    host = headers.get("x-forwarded-host") if trusted_peer else None
+    host = host.split(",", 1)[0].strip() if host else headers.get("host")
+    hostname = _hostname(host)
+
+    scheme = scope.get("scheme", "http")
+    protocol = "https" if scheme in ("https", "wss") else "http"
+    forwarded_proto = headers.get("x-forwarded-proto") if trusted_peer else None
+    if forwarded_proto:
+        protocol = forwarded_proto.split(",", 1)[0].strip()
+
+    ip, ips = client_addresses(peer, headers.get("x-forwarded-for"))
+    extensions = scope.get("extensions") or {}
+    tls = extensions.get(TLS_EXTENSION)
+
+    if options.preserve_header_case:
+        shown_headers: Mapping[str, str] = display_headers(
+            scope["headers"], dict(headers), extensions.get(RAW_HEADER_NAMES_EXTENSION)
+        )
+    else:
+        shown_headers = headers
+
+    body_text, encoding = body_fields(body)
+    doc: dict[str, Any] = {
+        "path": safe_text(scope["path"]),
+        "headers": shown_headers,
+        "method": method,
+        "body": body_text,
+        "cookies": parse_cookies(headers.get("cookie")),
+        "fresh": _fresh(method, headers),
+        "hostname": hostname,
+        "ip": ip,
+        "ips": ips,
+        "protocol": protocol,
+        "query": query if query is not None else parse_query(scope.get("query_string", b"")),
+        "subdomains": _subdomains(hostname),
+        "xhr": headers.get("x-requested-with", "").lower() == "xmlhttprequest",
+        "os": {"hostname": options.hostname},
+        "connection": {"servername": tls.get("sni")} if tls and tls.get("sni") else {},
+    }
+    if tls is not None:
+        tls_doc, client_certificate = tls_info(tls)
+        doc["clientCertificate"] = client_certificate
+    else:
+        tls_doc = None
+    if is_json_content_type(headers.get("content-type")):
+        try:
+            doc["json"] = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
+            doc["json"] = None
+    if options.jwt_header is not None:
+        token = headers.get(options.jwt_header)
+        if token:
+            doc["jwt"] = decode_jwt(token)
+    if options.env is not None:
+        doc["env"] = options.env
+    doc["http_version"] = scope.get("http_version", "1.1")
+    doc["tls"] = tls_doc
+    doc["pod"] = options.pod
+    doc["mesh"] = mesh_info(headers)
+    doc["body_bytes"] = len(body)
+    doc["body_sha256"] = hashlib.sha256(body).hexdigest()
+    doc["body_encoding"] = encoding
+    return doc
