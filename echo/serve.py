@@ -39,7 +39,8 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+# Loose on purpose: apps type their scope as dict or TypedDict, and Callable parameters are contravariant.
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 TLS_EXTENSION = "meshecho.tls"
 
