@@ -38,7 +38,8 @@ test-images: $(STAMP) $(VENV)-checkov/.installed
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -m images tests/images
 
 bench: $(STAMP)
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python bench/run.py
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python bench/echo_bench.py
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python bench/prober_bench.py
 
 images: $(STAMP)
 	bash images/build.sh
