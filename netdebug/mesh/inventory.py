@@ -1,0 +1,424 @@
+"""Rendered manifests → a typed inventory of what a cluster would run (pure: no I/O).
+
+A `Document` is one parsed YAML document plus where it came from, so every error can name the
+file, the kind, the namespace/name and the field. The inventory holds the core kinds the local
+mesh emulates (Deployments → pods, Services, ServiceAccounts) and keeps the routing kinds
+(Istio and Gateway API) as raw documents for `translate`.
+
+Pod names follow the ReplicaSet convention `<deployment>-<pod-template-hash>-<suffix>`, with both
+parts drawn from Kubernetes' "safe" alphabet (no vowels, no 0/1/3) and derived from a hash of the
+pod template, so a rendering always yields the same names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+CLUSTER_DOMAIN = "cluster.local"
+# k8s.io/apimachinery/pkg/util/rand SafeEncodeString: no vowels, no confusable digits.
+_SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+# The echo server's plain-HTTP port when the container does not set HTTP_PORT (issue 2 contract).
+ECHO_DEFAULT_HTTP_PORT = 8080
+
+ISTIO_NETWORKING_VERSIONS = frozenset(
+    {"networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"}
+)
+GATEWAY_API_GROUP = "gateway.networking.k8s.io"
+
+
+class ManifestError(Exception):
+    """Input that a cluster would reject or that cannot be emulated: one line naming where."""
+
+
+@dataclass(frozen=True)
+class Document:
+    data: Mapping[str, Any]
+    origin: str  # file path, or "kubectl kustomize DIR"
+    index: int  # position of the document in that stream, from 0
+
+    @property
+    def kind(self) -> str:
+        return str(self.data.get("kind", ""))
+
+    @property
+    def api_version(self) -> str:
+        return str(self.data.get("apiVersion", ""))
+
+    @property
+    def name(self) -> str:
+        meta = self.data.get("metadata")
+        return str(meta.get("name", "")) if isinstance(meta, Mapping) else ""
+
+    @property
+    def namespace(self) -> str:
+        meta = self.data.get("metadata")
+        ns = meta.get("namespace") if isinstance(meta, Mapping) else None
+        return str(ns) if ns else "default"
+
+    @property
+    def spec(self) -> Mapping[str, Any]:
+        spec = self.data.get("spec")
+        return spec if isinstance(spec, Mapping) else {}
+
+    def where(self, field_path: str = "") -> str:
+        """`origin (document N): Kind ns/name: field` — the prefix of every message about this document."""
+        at = f"{self.origin} (document {self.index + 1}): {self.kind} {self.namespace}/{self.name}"
+        return f"{at}: {field_path}" if field_path else at
+
+    def error(self, field_path: str, message: str) -> ManifestError:
+        return ManifestError(f"{self.where(field_path)}: {message}")
+
+
+def parse_documents(text: str, origin: str) -> list[Document]:
+    """Every non-empty YAML document in `text`; `List` kinds are flattened as kubectl does."""
+    try:
+        raw = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ManifestError(f"{origin}:{where}: malformed YAML: {problem}") from None
+    docs: list[Document] = []
+    for index, item in enumerate(raw):
+        if item is None:
+            continue
+        if not isinstance(item, Mapping) or "kind" not in item:
+            raise ManifestError(f"{origin} (document {index + 1}): not a Kubernetes object (no kind)")
+        if item.get("kind") == "List" and isinstance(item.get("items"), list):
+            docs.extend(Document(sub, origin, index) for sub in item["items"] if isinstance(sub, Mapping))
+        else:
+            docs.append(Document(item, origin, index))
+    return docs
+
+
+def fqdn(name: str, namespace: str) -> str:
+    return f"{name}.{namespace}.svc.{CLUSTER_DOMAIN}"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A workload identity: what Istio puts in the URI SAN of the workload's certificate."""
+
+    namespace: str
+    service_account: str
+
+    @property
+    def spiffe(self) -> str:
+        return f"spiffe://{CLUSTER_DOMAIN}/ns/{self.namespace}/sa/{self.service_account}"
+
+    @property
+    def file_stem(self) -> str:
+        return f"{self.namespace}.{self.service_account}"
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    name: str | None
+    port: int
+    target_port: int | str
+    app_protocol: str | None
+
+    @property
+    def is_http(self) -> bool:
+        """Istio's protocol selection: appProtocol first, else the port name's prefix."""
+        proto = (self.app_protocol or "").lower()
+        if proto:
+            return proto in {"http", "http2", "h2c", "grpc", "kubernetes.io/h2c"}
+        name = (self.name or "").lower()
+        return name.split("-", 1)[0] in {"http", "http2", "grpc", "h2c"}
+
+
+@dataclass(frozen=True)
+class Service:
+    doc: Document
+    name: str
+    namespace: str
+    selector: Mapping[str, str]
+    ports: tuple[ServicePort, ...]
+
+    @property
+    def fqdn(self) -> str:
+        return fqdn(self.name, self.namespace)
+
+    def host_names(self, caller_namespace: str) -> list[str]:
+        """Names a caller in `caller_namespace` can use for this Service (DNS search path)."""
+        names = [f"{self.name}.{self.namespace}", f"{self.name}.{self.namespace}.svc", self.fqdn]
+        if caller_namespace == self.namespace:
+            names.insert(0, self.name)
+        return names
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    name: str
+    value: str | None = None
+    field_path: str | None = None  # valueFrom.fieldRef.fieldPath
+
+
+@dataclass(frozen=True)
+class Pod:
+    """One replica of a Deployment, as the ReplicaSet controller would name and label it."""
+
+    name: str
+    namespace: str
+    deployment: str
+    labels: Mapping[str, str]
+    service_account: str
+    env: tuple[EnvVar, ...]
+    container_ports: Mapping[str, int]  # port name → containerPort ("" for unnamed)
+    http_port: int  # the port the echo container serves plain HTTP on (in the cluster)
+
+    @property
+    def identity(self) -> Identity:
+        return Identity(self.namespace, self.service_account)
+
+    @property
+    def version(self) -> str:
+        return self.labels.get("version", "unknown")
+
+
+@dataclass(frozen=True)
+class Inventory:
+    documents: tuple[Document, ...]
+    services: tuple[Service, ...]
+    pods: tuple[Pod, ...]
+    warnings: tuple[str, ...] = field(default=())
+
+    def of_kind(self, kind: str, api_prefix: str = "") -> Iterator[Document]:
+        for doc in self.documents:
+            if doc.kind == kind and doc.api_version.startswith(api_prefix):
+                yield doc
+
+    def service_by_host(self, host: str, namespace: str) -> Service | None:
+        """Resolve a routing host as Istio does: an FQDN, or a short name in the rule's namespace."""
+        for svc in self.services:
+            if host == svc.fqdn or (host == svc.name and svc.namespace == namespace):
+                return svc
+        return None
+
+    def pods_selected(self, namespace: str, selector: Mapping[str, str]) -> list[Pod]:
+        return [
+            pod
+            for pod in self.pods
+            if pod.namespace == namespace and all(pod.labels.get(k) == v for k, v in selector.items())
+        ]
+
+
+def _safe_encode(digest: bytes, length: int) -> str:
+    return "".join(_SAFE_ALPHABET[b % len(_SAFE_ALPHABET)] for b in digest[:length])
+
+
+def pod_names(deployment: str, template: Mapping[str, Any], replicas: int) -> tuple[str, list[str]]:
+    """(pod-template-hash, pod names) for a Deployment, deterministic for a given template."""
+    canonical = json.dumps(template, sort_keys=True, default=str).encode()
+    template_hash = _safe_encode(hashlib.sha256(canonical).digest(), 10)
+    names = []
+    for index in range(replicas):
+        digest = hashlib.sha256(f"{deployment}/{template_hash}/{index}".encode()).digest()
+        names.append(f"{deployment}-{template_hash}-{_safe_encode(digest, 5)}")
+    return template_hash, names
+
+
+def _str_map(value: object, doc: Document, field_path: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise doc.error(field_path, "expected a mapping of strings")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _int(value: object, doc: Document, field_path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise doc.error(field_path, f"expected an integer, got {value!r}")
+    return value
+
+
+def _service(doc: Document) -> Service:
+    spec = doc.spec
+    ports: list[ServicePort] = []
+    raw_ports = spec.get("ports") or []
+    if not isinstance(raw_ports, list):
+        raise doc.error("spec.ports", "expected a list")
+    for i, p in enumerate(raw_ports):
+        if not isinstance(p, Mapping):
+            raise doc.error(f"spec.ports[{i}]", "expected a mapping")
+        port = _int(p.get("port"), doc, f"spec.ports[{i}].port")
+        target = p.get("targetPort", port)
+        if not isinstance(target, int | str) or isinstance(target, bool):
+            raise doc.error(
+                f"spec.ports[{i}].targetPort", f"expected a number or a port name, got {target!r}"
+            )
+        ports.append(
+            ServicePort(
+                name=str(p["name"]) if p.get("name") else None,
+                port=port,
+                target_port=target,
+                app_protocol=str(p["appProtocol"]) if p.get("appProtocol") else None,
+            )
+        )
+    return Service(
+        doc=doc,
+        name=doc.name,
+        namespace=doc.namespace,
+        selector=_str_map(spec.get("selector"), doc, "spec.selector"),
+        ports=tuple(ports),
+    )
+
+
+def _deployment_pods(doc: Document) -> list[Pod]:
+    spec = doc.spec
+    replicas = spec.get("replicas", 1)
+    replicas = _int(replicas, doc, "spec.replicas")
+    template = spec.get("template")
+    if not isinstance(template, Mapping):
+        raise doc.error("spec.template", "missing pod template")
+    meta = template.get("metadata") or {}
+    labels = _str_map(
+        meta.get("labels") if isinstance(meta, Mapping) else None, doc, "spec.template.metadata.labels"
+    )
+    selector = spec.get("selector") or {}
+    match_labels = _str_map(
+        selector.get("matchLabels") if isinstance(selector, Mapping) else None,
+        doc,
+        "spec.selector.matchLabels",
+    )
+    for key, value in match_labels.items():
+        if labels.get(key) != value:
+            raise doc.error(
+                "spec.selector.matchLabels",
+                f"{key}={value} does not match the template's labels (the API rejects this)",
+            )
+    pod_spec = template.get("spec")
+    if not isinstance(pod_spec, Mapping):
+        raise doc.error("spec.template.spec", "missing pod spec")
+    containers = pod_spec.get("containers")
+    if not isinstance(containers, list) or not containers or not isinstance(containers[0], Mapping):
+        raise doc.error("spec.template.spec.containers", "expected at least one container")
+    # The first container is the workload; the local mesh runs one echo-server per pod.
+    container = containers[0]
+    env: list[EnvVar] = []
+    for i, item in enumerate(container.get("env") or []):
+        if not isinstance(item, Mapping) or not item.get("name"):
+            raise doc.error(f"spec.template.spec.containers[0].env[{i}]", "expected {name, value|valueFrom}")
+        value_from = item.get("valueFrom")
+        field_ref = value_from.get("fieldRef") if isinstance(value_from, Mapping) else None
+        if isinstance(field_ref, Mapping):
+            env.append(EnvVar(str(item["name"]), field_path=str(field_ref.get("fieldPath", ""))))
+        elif value_from is not None:
+            env.append(EnvVar(str(item["name"])))  # secrets/config maps: not emulated, see resolve_env
+        else:
+            env.append(EnvVar(str(item["name"]), value=str(item.get("value", ""))))
+    ports: dict[str, int] = {}
+    for i, p in enumerate(container.get("ports") or []):
+        if not isinstance(p, Mapping):
+            raise doc.error(f"spec.template.spec.containers[0].ports[{i}]", "expected a mapping")
+        number = _int(
+            p.get("containerPort"), doc, f"spec.template.spec.containers[0].ports[{i}].containerPort"
+        )
+        ports[str(p.get("name") or f"#{number}")] = number
+    http_port = ECHO_DEFAULT_HTTP_PORT
+    for var in env:
+        if var.name == "HTTP_PORT" and var.value is not None:
+            if not var.value.isdigit():
+                raise doc.error(
+                    "spec.template.spec.containers[0].env[HTTP_PORT]", f"not a port: {var.value!r}"
+                )
+            http_port = int(var.value)
+    service_account = str(pod_spec.get("serviceAccountName") or pod_spec.get("serviceAccount") or "default")
+    template_hash, names = pod_names(doc.name, template, replicas)
+    pod_labels = {**labels, "pod-template-hash": template_hash}
+    return [
+        Pod(
+            name=name,
+            namespace=doc.namespace,
+            deployment=doc.name,
+            labels=pod_labels,
+            service_account=service_account,
+            env=tuple(env),
+            container_ports=ports,
+            http_port=http_port,
+        )
+        for name in names
+    ]
+
+
+def build_inventory(documents: Sequence[Document]) -> Inventory:
+    """Services and pods from the documents; raises ManifestError naming the document and field."""
+    seen: dict[tuple[str, str, str, str], Document] = {}
+    for doc in documents:
+        key = (doc.api_version.split("/")[0], doc.kind, doc.namespace, doc.name)
+        if not doc.name:
+            raise doc.error("metadata.name", "missing")
+        if key in seen:
+            raise doc.error("metadata.name", f"duplicate of {seen[key].where()}")
+        seen[key] = doc
+    services = [_service(d) for d in documents if d.kind == "Service" and d.api_version == "v1"]
+    pods: list[Pod] = []
+    warnings: list[str] = []
+    for doc in documents:
+        if doc.kind == "Deployment" and doc.api_version == "apps/v1":
+            pods.extend(_deployment_pods(doc))
+        elif doc.kind in {"StatefulSet", "DaemonSet", "ReplicaSet", "Pod"}:
+            warnings.append(f"{doc.where()}: not emulated (only Deployments are started locally)")
+    return Inventory(tuple(documents), tuple(services), tuple(pods), tuple(warnings))
+
+
+_LABEL_PATH = re.compile(r"^metadata\.labels\['([^']+)'\]$")
+_ANNOTATION_PATH = re.compile(r"^metadata\.annotations\['([^']+)'\]$")
+
+
+def resolve_env(pod: Pod, *, pod_ip: str, node_name: str) -> tuple[dict[str, str], list[str]]:
+    """The container env as the kubelet would set it (Downward API fieldRefs resolved), plus warnings.
+
+    Identity variables the echo server reads are filled in even when the manifest omits them, so the
+    echo always reports which local "pod" answered.
+    """
+    fields = {
+        "metadata.name": pod.name,
+        "metadata.namespace": pod.namespace,
+        "status.podIP": pod_ip,
+        "status.podIPs": pod_ip,
+        "status.hostIP": pod_ip,
+        "spec.nodeName": node_name,
+        "spec.serviceAccountName": pod.service_account,
+    }
+    env: dict[str, str] = {}
+    warnings: list[str] = []
+    for var in pod.env:
+        if var.value is not None:
+            env[var.name] = var.value
+        elif var.field_path is not None:
+            label = _LABEL_PATH.match(var.field_path)
+            if var.field_path in fields:
+                env[var.name] = fields[var.field_path]
+            elif label:
+                env[var.name] = pod.labels.get(label.group(1), "")
+            elif _ANNOTATION_PATH.match(var.field_path):
+                env[var.name] = ""
+            else:
+                warnings.append(f"pod {pod.name}: env {var.name}: fieldRef {var.field_path!r} not emulated")
+        else:
+            warnings.append(f"pod {pod.name}: env {var.name}: secret/configMap references are not emulated")
+    defaults = {
+        "POD_NAME": pod.name,
+        "POD_NAMESPACE": pod.namespace,
+        "POD_IP": pod_ip,
+        "NODE_NAME": node_name,
+        "POD_SERVICE_ACCOUNT": pod.service_account,
+        "SERVICE_VERSION": pod.labels.get("version", ""),
+    }
+    for key, value in defaults.items():
+        env.setdefault(key, value)
+    return env, warnings
+
+
+def downward_labels_file(labels: Mapping[str, str]) -> str:
+    """The content of a Downward API `metadata.labels` file: `key="value"` lines, sorted."""
+    return "".join(f"{k}={json.dumps(v)}\n" for k, v in sorted(labels.items()))
