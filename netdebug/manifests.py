@@ -694,51 +694,74 @@ def plans_in(docs: Iterable[Doc]) -> Iterator[tuple[Doc, str, Mapping[str, Any]]
 def check_plan_expectations(
     docs: Sequence[Doc], plan: Mapping[str, Any], namespace: str, where: tuple[str, str, str] | None = None
 ) -> list[Finding]:
-    """Each probe step's `expect` equals the split the routes apply to its URL (±0.5 points).
+    """A plan's expectations agree with the routes: each probe step's `expect` equals the split the
+    routes apply to its URL (±0.5 points), and an http step expecting a 404 local reply targets a path
+    no route matches.
 
-    The step's target is its Host header when set (an ingress call through the gateway), else the URL's
-    host (a mesh call). Steps whose host no route knows are left alone: they test something else.
-    `where` is (kind, name, field prefix) for the findings; by default the plan itself.
+    A step is a mesh call when its URL's host is a Service of these manifests, else an ingress call
+    (through a gateway); either way Istio routes by the Host header when the step sets one. Steps whose
+    host no route knows are left alone: they test something else. `where` is (kind, name, field
+    prefix) for the findings; by default the plan itself.
     """
     index = Index(docs)
     kind, name, prefix = where or ("Plan", "plan", "")
     variables = {str(k): str(v) for k, v in (plan.get("vars") or {}).items()}
     findings: list[Finding] = []
     for i, step in enumerate(plan.get("steps") or []):
-        probe = step.get("probe") if isinstance(step, Mapping) else None
-        if not isinstance(probe, Mapping) or "expect" not in probe or "url" not in probe:
+        if not isinstance(step, Mapping):
             continue
-        field = f"{prefix}steps[{i}].probe.expect"
         label = f"step {step.get('name', i)!r}"
-        try:
-            expected = to_percent(parse_expect(probe["expect"]))
-        except ManifestError as exc:
-            findings.append(Finding(kind, name, field, f"{label}: {exc}", "", namespace))
-            continue
-        url = urlsplit(_substitute(str(probe["url"]), variables))
-        headers = {
-            str(k).lower(): _substitute(str(v), variables) for k, v in (probe.get("headers") or {}).items()
-        }
-        path = url.path or "/"
-        if "host" in headers:
-            host, ingress = headers["host"].partition(":")[0], True
-        else:
-            host, ingress = url.hostname or "", False
-            if "." not in host:
-                host = service_host(host, namespace)
-        if ingress:
-            actual = _istio_any_gateway(index, host, path, namespace)
-        else:
-            actual = istio_weights(index, host, path, namespace, "mesh")
-        if actual is None:
-            actual = gateway_api_weights(index, host, path, namespace, ingress)
-        if actual is None:
-            continue
-        if not _same_split(expected, actual):
-            routed = _fmt(actual) or "no route (404)"
-            message = f"{label} expects {_fmt(expected)} but the routes for {host}{path} give {routed}"
-            findings.append(Finding(kind, name, field, message, "", namespace))
+        for step_kind in ("probe", "http"):
+            action = step.get(step_kind)
+            if not isinstance(action, Mapping) or "expect" not in action or "url" not in action:
+                continue
+            field = f"{prefix}steps[{i}].{step_kind}.expect"
+            host, path, actual = _routed_split(index, action, variables, namespace)
+            if actual is None:
+                continue
+            if step_kind == "http":
+                expect = action["expect"]
+                wants_local_404 = isinstance(expect, Mapping) and expect.get("status") == 404
+                if wants_local_404 and expect.get("local_reply") and actual:
+                    sent_to = _fmt(actual)
+                    message = (
+                        f"{label} expects a 404 local reply but the routes send {host}{path} to {sent_to}"
+                    )
+                    findings.append(Finding(kind, name, field, message, "", namespace))
+                continue
+            try:
+                expected = to_percent(parse_expect(action["expect"]))
+            except ManifestError as exc:
+                findings.append(Finding(kind, name, field, f"{label}: {exc}", "", namespace))
+                continue
+            if not _same_split(expected, actual):
+                routed = _fmt(actual) or "no route (404)"
+                message = f"{label} expects {_fmt(expected)} but the routes for {host}{path} give {routed}"
+                findings.append(Finding(kind, name, field, message, "", namespace))
     return findings
+
+
+def _routed_split(
+    index: Index, action: Mapping[str, Any], variables: Mapping[str, str], namespace: str
+) -> tuple[str, str, dict[str, float] | None]:
+    """(host, path, version -> percent) for a step's request; None when no route knows the host."""
+    url = urlsplit(_substitute(str(action["url"]), variables))
+    headers = {
+        str(k).lower(): _substitute(str(v), variables) for k, v in (action.get("headers") or {}).items()
+    }
+    path = url.path or "/"
+    url_host = url.hostname or ""
+    mesh = index.service_for_host(url_host, namespace) is not None
+    host = headers["host"].partition(":")[0] if "host" in headers else url_host
+    if "." not in host:
+        host = service_host(host, namespace)
+    if mesh:
+        actual = istio_weights(index, host, path, namespace, "mesh")
+    else:
+        actual = _istio_any_gateway(index, host, path, namespace)
+    if actual is None:
+        actual = gateway_api_weights(index, host, path, namespace, ingress=not mesh)
+    return host, path, actual
 
 
 def _istio_any_gateway(index: Index, host: str, path: str, namespace: str) -> dict[str, float] | None:
