@@ -602,6 +602,8 @@ def parse_plan(
         raise PlanError(f"{source}: unknown top-level field {unknown[0]!r} (known: steps, vars)")
     declared = _declared_vars(doc.get("vars"), source)
     vars_ = _Vars(declared, overrides or {}, env or {})
+    # Converting every override now reports a mistyped --var even when no step uses it.
+    resolved = {name: vars_.lookup(name) for name in declared}
     steps_value = doc.get("steps")
     if not isinstance(steps_value, list) or not steps_value:
         raise PlanError(f"{source}: steps: expected a non-empty list of steps, got {_describe(steps_value)}")
@@ -613,7 +615,6 @@ def parse_plan(
             raise PlanError(f"{source}: {step.label}: duplicate name (step {seen[step.name]} has it too)")
         seen[step.name] = number
         steps.append(step)
-    resolved = {name: vars_.lookup(name) for name in declared}
     return Plan(source, tuple(steps), {k: v for k, v in resolved.items() if v is not None})
 
 
