@@ -286,7 +286,8 @@ def _read(path: str, what: str) -> bytes:
 
 def _key_type(key: object) -> str:
     if isinstance(key, ec.EllipticCurvePrivateKey):
-        return f"ECDSA {key.curve.name}"
+        curve = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}.get(key.curve.name)
+        return f"ECDSA {curve or key.curve.name}"
     size = getattr(key, "key_size", None)
     return f"{type(key).__name__.removeprefix('_').replace('PrivateKey', '')} {size}".strip()
 
