@@ -15,8 +15,9 @@ import mimetypes
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from enum import StrEnum
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -27,11 +28,19 @@ from echo.identity import Identity
 from echo.mesh import parse_attempt
 from echo.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from echo.metrics import Metrics
-from echo.reflect import ReflectOptions, decode_header_value, parse_query, redact_environ, reflect, safe_text
+from echo.reflect import (
+    ReflectOptions,
+    decode_header_value,
+    headers_dict,
+    parse_query,
+    redact_environ,
+    reflect,
+    safe_text,
+)
 from echo.requestlog import LogSink, log_line, stdout_sink
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
@@ -202,21 +211,22 @@ class EchoApp:
     ) -> tuple[int, tuple[Mapping[str, str], int, int]]:
         """Serve one echo request; returns (status, (headers, bytes in, bytes out)) for the log."""
         raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
-        headers: dict[str, str] = {}
+        # ASGI servers hand us lower-case names. Fast path: one C-level pass; repeated names or
+        # non-UTF-8 values fall back to the careful loop.
+        try:
+            headers = {name.decode("latin-1"): value.decode("utf-8") for name, value in raw_headers}
+        except UnicodeDecodeError:
+            headers = {}
+        if len(headers) != len(raw_headers):
+            headers = headers_dict(raw_headers)
+        header_bytes = sum(map(len, chain.from_iterable(raw_headers)))
         control_values: dict[str, list[str]] | None = None
-        header_bytes = 0
-        for name_bytes, value_bytes in raw_headers:
-            header_bytes += len(name_bytes) + len(value_bytes)
-            name = name_bytes.decode("latin-1").lower()
-            value = decode_header_value(value_bytes)
-            if name in headers:
-                headers[name] = headers[name] + ("; " if name == "cookie" else ", ") + value
-            else:
-                headers[name] = value
-            if name in ctl.CONTROL_HEADERS:
-                if control_values is None:
-                    control_values = {}
-                control_values.setdefault(name, []).append(value)
+        if not ctl.CONTROL_HEADERS.isdisjoint(headers):
+            control_values = {}
+            for name_bytes, value_bytes in raw_headers:
+                name = name_bytes.decode("latin-1").lower()
+                if name in ctl.CONTROL_HEADERS:
+                    control_values.setdefault(name, []).append(decode_header_value(value_bytes))
 
         if header_bytes > self._max_header_size:
             body = _json(

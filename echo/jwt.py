@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 
 import orjson
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]*={0,2}")
+
 
 def _b64url(part: str) -> bytes:
+    if not _B64URL.fullmatch(part):
+        raise ValueError("not base64url")
     padded = part + "=" * (-len(part) % 4)
     return base64.urlsafe_b64decode(padded.encode("ascii"))
 
@@ -27,7 +32,7 @@ def decode_jwt(header_value: str) -> dict[str, object]:
     for name, part in (("header", parts[0]), ("payload", parts[1])):
         try:
             raw = _b64url(part)
-        except (binascii.Error, UnicodeEncodeError, ValueError):
+        except (binascii.Error, ValueError):
             return {"error": f"malformed JWT: {name} is not base64url"}
         try:
             value = orjson.loads(raw)

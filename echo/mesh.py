@@ -28,7 +28,7 @@ PEER_METADATA_ID = "x-envoy-peer-metadata-id"
 
 _NO_SIDECAR_HEADERS = (DECORATOR, PEER_METADATA, PEER_METADATA_ID)
 _SIDECAR_HEADERS = (XFCC, ATTEMPT, REQUEST_ID)
-_ALL_EVIDENCE = _NO_SIDECAR_HEADERS + _SIDECAR_HEADERS + ("x-envoy-external-address", "x-forwarded-for")
+_TRACE_HEADERS = frozenset({"traceparent", "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-sampled", "x-b3-flags"})
 
 
 class ClientCert(TypedDict):
@@ -68,7 +68,7 @@ def mesh_info(headers: Mapping[str, str]) -> Mesh:
         "sidecar": sidecar,
         "evidence": evidence,
         "request_id": headers.get(REQUEST_ID),
-        "trace": trace_info(headers),
+        "trace": None if _TRACE_HEADERS.isdisjoint(headers) else trace_info(headers),
         "attempt": parse_attempt(headers.get(ATTEMPT)),
         "forwarded_for": [part.strip() for part in xff.split(",") if part.strip()] if xff else [],
         "forwarded_client_cert": xfcc,
@@ -77,10 +77,6 @@ def mesh_info(headers: Mapping[str, str]) -> Mesh:
         "decorator": decorator,
         "external_address": headers.get("x-envoy-external-address"),
     }
-
-
-def has_mesh_headers(headers: Mapping[str, str]) -> bool:
-    return any(name in headers for name in _ALL_EVIDENCE)
 
 
 def parse_attempt(value: str | None) -> int | None:

@@ -200,16 +200,20 @@ def _hostname(host: str | None) -> str | None:
     return host.split(":", 1)[0]
 
 
-def _subdomains(hostname: str | None) -> list[str]:
-    if not hostname:
-        return []
+@lru_cache(maxsize=256)
+def _subdomains_cached(hostname: str) -> tuple[str, ...]:
     bare = hostname.strip("[]")
     try:
         ipaddress.ip_address(bare)
-        return []
+        return ()
     except ValueError:
         pass
-    return list(reversed(hostname.split(".")))[2:]
+    return tuple(reversed(hostname.split(".")))[2:]
+
+
+def _subdomains(hostname: str | None) -> list[str]:
+    """Express's req.subdomains (offset 2, reversed); none for an IP address."""
+    return list(_subdomains_cached(hostname)) if hostname else []
 
 
 def _fresh(method: str, headers: Mapping[str, str]) -> bool:
@@ -230,6 +234,9 @@ def is_json_content_type(content_type: str | None) -> bool:
         return False
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
 def body_fields(body: bytes) -> tuple[str, str]:
@@ -418,6 +425,6 @@ def reflect(
     doc["pod"] = options.pod
     doc["mesh"] = mesh_info(headers)
     doc["body_bytes"] = len(body)
-    doc["body_sha256"] = hashlib.sha256(body).hexdigest()
+    doc["body_sha256"] = hashlib.sha256(body).hexdigest() if body else _EMPTY_SHA256
     doc["body_encoding"] = encoding
     return doc

@@ -24,10 +24,17 @@ def redact_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
     return {name: (REDACTED if name in REDACTED_HEADERS else value) for name, value in headers.items()}
 
 
+_second_cache: tuple[int, str] = (-1, "")
+
+
 def format_time(epoch_seconds: float) -> str:
-    return (
-        datetime.fromtimestamp(epoch_seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    )
+    """ISO 8601 UTC with milliseconds; the date-time part is formatted once per second."""
+    global _second_cache
+    whole = int(epoch_seconds)
+    if _second_cache[0] != whole:
+        _second_cache = (whole, datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    millis = int((epoch_seconds - whole) * 1000)
+    return f"{_second_cache[1]}.{millis:03d}Z"
 
 
 def log_line(
