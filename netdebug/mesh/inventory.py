@@ -89,8 +89,10 @@ def parse_documents(text: str, origin: str) -> list[Document]:
     for index, item in enumerate(raw):
         if item is None:
             continue
-        if not isinstance(item, Mapping) or "kind" not in item:
-            raise ManifestError(f"{origin} (document {index + 1}): not a Kubernetes object (no kind)")
+        if not isinstance(item, Mapping) or not item.get("kind") or not item.get("apiVersion"):
+            raise ManifestError(
+                f"{origin} (document {index + 1}): not a Kubernetes object (no apiVersion/kind)"
+            )
         if item.get("kind") == "List" and isinstance(item.get("items"), list):
             docs.extend(Document(sub, origin, index) for sub in item["items"] if isinstance(sub, Mapping))
         else:
@@ -349,6 +351,11 @@ def _deployment_pods(doc: Document) -> list[Pod]:
     ]
 
 
+# Kinds whose content the local mesh uses (or needs nothing from); routing kinds are judged by translate.
+_QUIETLY_USED = frozenset({"Namespace", "ServiceAccount", "Service", "ConfigMap", "Secret"})
+_ROUTING_GROUPS = ("networking.istio.io/", "security.istio.io/", GATEWAY_API_GROUP + "/")
+
+
 def build_inventory(documents: Sequence[Document]) -> Inventory:
     """Services and pods from the documents; raises ManifestError naming the document and field."""
     seen: dict[tuple[str, str, str, str], Document] = {}
@@ -365,8 +372,10 @@ def build_inventory(documents: Sequence[Document]) -> Inventory:
     for doc in documents:
         if doc.kind == "Deployment" and doc.api_version == "apps/v1":
             pods.extend(_deployment_pods(doc))
-        elif doc.kind in {"StatefulSet", "DaemonSet", "ReplicaSet", "Pod"}:
-            warnings.append(f"{doc.where()}: not emulated (only Deployments are started locally)")
+        elif doc.kind in {"StatefulSet", "DaemonSet", "ReplicaSet", "Pod", "Job", "CronJob"}:
+            warnings.append(f"{doc.where()}: not started (only Deployments run locally)")
+        elif doc.kind not in _QUIETLY_USED and not doc.api_version.startswith(_ROUTING_GROUPS):
+            warnings.append(f"{doc.where()}: kind not emulated by the local mesh (ignored)")
     return Inventory(tuple(documents), tuple(services), tuple(pods), tuple(warnings))
 
 

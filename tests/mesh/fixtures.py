@@ -1,0 +1,151 @@
+"""Small manifests shaped like k8s/ (namespace echo, echo-v1 ×2, echo-v2 ×1, echo-service), for pure tests."""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+
+from netdebug.mesh.inventory import Inventory, build_inventory, parse_documents
+from netdebug.mesh.translate import MeshConfig, Placement, PodPlacement, translate
+
+CERT_DIR = "/certs"
+
+
+def deployment(version: str, replicas: int, extra_labels: str = "") -> str:
+    return textwrap.dedent(
+        f"""\
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {{name: echo-{version}, namespace: echo}}
+        spec:
+          replicas: {replicas}
+          selector: {{matchLabels: {{app: echo, version: {version}}}}}
+          template:
+            metadata: {{labels: {{app: echo, version: {version}{extra_labels}}}}}
+            spec:
+              serviceAccountName: echo-{version}
+              containers:
+              - name: echo
+                image: meshecho/echo:0.1.0
+                env:
+                - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
+                - name: SERVICE_VERSION
+                  valueFrom: {{fieldRef: {{fieldPath: "metadata.labels['version']"}}}}
+                - {{name: HTTP_PORT, value: "8080"}}
+                ports:
+                - {{containerPort: 8080, name: http}}
+                - {{containerPort: 8443, name: https}}
+        """
+    )
+
+
+SERVICE = textwrap.dedent(
+    """\
+    apiVersion: v1
+    kind: Service
+    metadata: {name: echo-service, namespace: echo}
+    spec:
+      selector: {app: echo}
+      ports:
+      - {name: http, port: 80, targetPort: 8080, appProtocol: http}
+      - {name: https, port: 443, targetPort: 8443, appProtocol: https}
+    """
+)
+
+DESTINATION_RULE = textwrap.dedent(
+    """\
+    apiVersion: networking.istio.io/v1
+    kind: DestinationRule
+    metadata: {name: echo-service, namespace: echo}
+    spec:
+      host: echo-service.echo.svc.cluster.local
+      subsets:
+      - {name: v1, labels: {version: v1}}
+      - {name: v2, labels: {version: v2}}
+    """
+)
+
+GATEWAY = textwrap.dedent(
+    """\
+    apiVersion: networking.istio.io/v1
+    kind: Gateway
+    metadata: {name: echo-gateway, namespace: echo}
+    spec:
+      selector: {istio: ingressgateway}
+      servers:
+      - port: {number: 80, name: http, protocol: HTTP}
+        hosts: [echo.local]
+    """
+)
+
+BASE = "---\n".join([deployment("v1", 2), deployment("v2", 1), SERVICE, DESTINATION_RULE, GATEWAY])
+
+
+def virtual_service(http: str, *, gateways: str = "[echo-gateway, mesh]", hosts: str | None = None) -> str:
+    hosts = hosts or "[echo-service.echo.svc.cluster.local, echo.local]"
+    body = textwrap.indent(textwrap.dedent(http), "  ")
+    return (
+        "apiVersion: networking.istio.io/v1\n"
+        "kind: VirtualService\n"
+        "metadata: {name: echo-route, namespace: echo}\n"
+        "spec:\n"
+        f"  hosts: {hosts}\n"
+        f"  gateways: {gateways}\n"
+        "  http:\n"
+        f"{body}"
+    )
+
+
+SPLIT_75_25 = """\
+- name: echo-split
+  match:
+  - uri: {prefix: /echo}
+  route:
+  - destination: {host: echo-service.echo.svc.cluster.local, subset: v1, port: {number: 80}}
+    weight: 75
+  - destination: {host: echo-service.echo.svc.cluster.local, subset: v2, port: {number: 80}}
+    weight: 25
+"""
+
+
+def inventory(*docs: str, origin: str = "test.yaml") -> Inventory:
+    return build_inventory(parse_documents("---\n".join(docs), origin))
+
+
+def placement(inv: Inventory, cert_dir: str = CERT_DIR) -> Placement:
+    pods = {pod.name: PodPlacement(20000 + i, 21000 + i, 22000 + i) for i, pod in enumerate(inv.pods)}
+    return Placement("127.0.0.1", pods, 23000, 23001, 24000, 24001, cert_dir)
+
+
+def mesh_config(*docs: str) -> MeshConfig:
+    inv = inventory(*docs)
+    return translate(inv, placement(inv))
+
+
+def route_config(config: MeshConfig, role: str) -> dict[str, Any]:
+    envoy = config.envoy(role)  # type: ignore[arg-type]
+    assert envoy is not None, f"no {role} envoy"
+    listener = envoy.bootstrap["static_resources"]["listeners"][0]
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    return dict(hcm["route_config"])
+
+
+def vhost(config: MeshConfig, role: str, domain: str) -> dict[str, Any]:
+    for vh in route_config(config, role)["virtual_hosts"]:
+        if domain in vh["domains"]:
+            return dict(vh)
+    raise AssertionError(f"no virtual host for {domain} in {role}")
+
+
+def clusters(config: MeshConfig, role: str) -> dict[str, dict[str, Any]]:
+    envoy = config.envoy(role)  # type: ignore[arg-type]
+    assert envoy is not None
+    return {c["name"]: c for c in envoy.bootstrap["static_resources"]["clusters"]}
+
+
+def endpoint_ports(cluster: dict[str, Any]) -> list[int]:
+    return sorted(
+        lb["endpoint"]["address"]["socket_address"]["port_value"]
+        for group in cluster["load_assignment"]["endpoints"]
+        for lb in group["lb_endpoints"]
+    )

