@@ -65,6 +65,8 @@ STATUS_WORDS: dict[ExitStatus, str] = {
 }
 Policy = Literal["auto", "always", "never"]
 POLICIES: tuple[Policy, ...] = ("auto", "always", "never")
+# `netdebug probe` spells the same choices auto/yes/no, and both read NETDEBUG_*_SIDECAR.
+POLICY_SYNONYMS: Mapping[str, Policy] = {"yes": "always", "no": "never"}
 TRUE_WORDS = {"1", "true", "yes", "on"}
 
 
@@ -280,15 +282,29 @@ def default_probe_backend() -> ProbeBackend:
 
 
 def snapshot_text(snapshot: object) -> str:
-    """A one-line view of the prober's progress snapshot, whatever fields it offers."""
-    for name in ("summary_line", "line"):
-        method = getattr(snapshot, name, None)
-        if callable(method):
-            return str(method())
-    done, total = getattr(snapshot, "completed", None), getattr(snapshot, "total", None)
-    if done is not None:
-        return f"{done}/{total} requests" if total else f"{done} requests"
-    return ""
+    """One line of the prober's progress snapshot (done/planned, rate, running split, errors)."""
+    done = getattr(snapshot, "done", None)
+    if not isinstance(done, int):
+        return ""
+    planned = getattr(snapshot, "planned", None)
+    parts = [f"{done}/{planned} requests" if planned else f"{done} requests"]
+    rate = getattr(snapshot, "rate", None)
+    if isinstance(rate, int | float):
+        parts.append(f"{rate:.0f}/s")
+    counts = getattr(snapshot, "counts", None)
+    if isinstance(counts, Mapping) and counts:
+        total = sum(counts.values()) or 1
+        parts.append(" ".join(f"{v} {100.0 * n / total:.1f}%" for v, n in sorted(counts.items())))
+    for name in ("errors", "local_replies"):
+        value = getattr(snapshot, name, None)
+        if isinstance(value, int) and value:
+            parts.append(f"{name.replace('_', ' ')} {value}")
+    return ", ".join(parts)
+
+
+# The plan owns the sidecar lifecycle: its probes neither wait for nor quit the sidecar themselves
+# (unless a step asks), and they never draw a live view of their own.
+PROBE_DEFAULTS: Mapping[str, object] = {"wait_sidecar": "no", "quit_sidecar": "no", "live": "no"}
 
 
 @dataclass
@@ -309,7 +325,8 @@ def prepare(plan: Plan, env: Mapping[str, str], probe_backend: Callable[[], Prob
         try:
             if isinstance(spec, ProbeSpec):
                 backend = backend or probe_backend()
-                prepared.probe_configs[step.number] = backend.config_from_mapping(spec.options, env)
+                probe_options = {**PROBE_DEFAULTS, **spec.options}
+                prepared.probe_configs[step.number] = backend.config_from_mapping(probe_options, env)
             elif isinstance(spec, TlsSpec):
                 options = diag.TlsOptions(spec.sni, spec.alpn, spec.insecure, spec.ca, spec.timeout)
                 prepared.ssl_contexts[step.number] = diag.make_ssl_context(options)
@@ -618,14 +635,14 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report (env NETDEBUG_JUNIT)")
     parser.add_argument(
         "--wait-sidecar",
-        choices=POLICIES,
+        choices=[*POLICIES, *POLICY_SYNONYMS],
         default=None,
         help="wait for the sidecar before the first step: auto = when one is detected or the pod's "
         "annotations say it is injected (env NETDEBUG_WAIT_SIDECAR, default auto)",
     )
     parser.add_argument(
         "--quit-sidecar",
-        choices=POLICIES,
+        choices=[*POLICIES, *POLICY_SYNONYMS],
         default=None,
         help="ask the sidecar to exit at the very end: auto = in a Job, when a sidecar was seen and it "
         "is not a native sidecar (env NETDEBUG_QUIT_SIDECAR, default auto)",
@@ -645,11 +662,13 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
 
 
 def _policy(flag: str | None, env: Mapping[str, str], name: str) -> Policy:
-    value = flag or env.get(name) or "auto"
+    value = (flag or env.get(name) or "auto").strip().lower()
+    if value in POLICY_SYNONYMS:
+        return POLICY_SYNONYMS[value]
     for policy in POLICIES:
         if value == policy:
             return policy
-    raise UsageError(f"{name}={value!r}: expected one of {', '.join(POLICIES)}")
+    raise UsageError(f"{name}={value!r}: expected one of {', '.join(POLICIES)} (or yes/no)")
 
 
 def config_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> PlanConfig:

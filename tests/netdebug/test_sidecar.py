@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import threading
@@ -64,9 +65,10 @@ def _handler(agent: FakeAgent) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@pytest.fixture
-def agent() -> Iterator[FakeAgent]:
-    state = FakeAgent()
+@contextlib.contextmanager
+def serve_agent(**settings: int) -> Iterator[FakeAgent]:
+    """A fake pilot-agent (health and quit) on a kernel-chosen loopback port, in a thread."""
+    state = FakeAgent(**settings)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     state.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -77,6 +79,12 @@ def agent() -> Iterator[FakeAgent]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@pytest.fixture
+def agent() -> Iterator[FakeAgent]:
+    with serve_agent() as state:
+        yield state
 
 
 def nobody() -> SidecarEndpoints:
