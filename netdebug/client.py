@@ -23,6 +23,7 @@ import orjson
 
 from netdebug.attribution import MISSING, By, attribute
 from netdebug.fingerprint import Kind, classify
+from netdebug.h1 import H1Client, ResponseError, build_request
 
 # Response headers the classifiers read; the rest are not copied out of httpx's header list.
 _WANTED = frozenset(
@@ -91,22 +92,24 @@ def _cause_chain(exc: BaseException) -> list[BaseException]:
 
 
 def classify_error(exc: BaseException) -> tuple[str, str]:
-    """An httpx failure -> (kind, one-line detail). Pure over the exception chain."""
+    """A request failure (httpx's or a raw socket/TLS error) -> (kind, one-line detail). Pure."""
     chain = _cause_chain(exc)
-    detail = next((str(e).splitlines()[0] for e in chain if str(e).strip()), type(exc).__name__)
+    detail = next((str(e).splitlines()[0] for e in chain if str(e).strip()), "")
     if any(isinstance(e, socket.gaierror) for e in chain) or "Name or service not known" in detail:
-        return "dns", detail
+        return "dns", detail or "name does not resolve"
     if any(isinstance(e, ssl.SSLError | ssl.CertificateError) for e in chain):
-        return "tls", detail
-    if isinstance(exc, httpx.TimeoutException):
+        return "tls", detail or "TLS handshake failed"
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
         return "timeout", detail or "timed out"
-    if isinstance(exc, httpx.ConnectError):
-        return "connect", detail
-    if isinstance(exc, httpx.RemoteProtocolError | httpx.LocalProtocolError):
-        return "protocol", detail
-    if isinstance(exc, httpx.ReadError | httpx.WriteError):
-        return "read", detail
-    return "other", detail
+    if isinstance(exc, httpx.ConnectError | ConnectionRefusedError):
+        return "connect", detail or "connection refused"
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.LocalProtocolError | ResponseError):
+        return "protocol", detail or "protocol error"
+    if isinstance(exc, httpx.ReadError | httpx.WriteError | ConnectionError):
+        return "read", detail or "connection reset"
+    if isinstance(exc, OSError):
+        return "connect", detail or type(exc).__name__
+    return "other", detail or type(exc).__name__
 
 
 def interpret(
@@ -181,17 +184,54 @@ def ssl_context(options: ClientOptions) -> ssl.SSLContext:
 
 
 class Prober:
-    """`await prober(index)` -> Sample; never raises for network failures."""
+    """`await prober(index)` -> Sample; never raises for network failures.
+
+    HTTP/1.1 goes through the small `H1Client` (the hot path); `--http2`, or an injected httpx
+    transport (the in-process test tier), goes through httpx.
+    """
 
     def __init__(self, options: ClientOptions, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._options = options
+        self._by = options.by
         target = resolve_target(options.url, options.resolve, options.connect_to)
+        self._h1: H1Client | None = None
+        self.client: httpx.AsyncClient | None = None
+        if transport is None and not options.http2:
+            url = httpx.URL(target.url)
+            https = url.scheme == "https"
+            original = httpx.URL(options.url)
+            default_port = 443 if https else 80
+            host_header = target.host_header or (
+                original.host
+                if (original.port or default_port) == default_port
+                else f"{original.host}:{original.port}"
+            )
+            if (
+                ":" in host_header.rsplit("]", 1)[-1]
+                and host_header.count(":") > 1
+                and "[" not in host_header
+            ):
+                host_header = f"[{host_header}]"
+            path = url.raw_path.decode("ascii") or "/"
+            request = build_request(
+                options.method, path, host_header, options.headers, options.body, options.new_connection
+            )
+            self._h1 = H1Client(
+                url.host,
+                url.port or default_port,
+                request,
+                ssl_context=ssl_context(options) if https else None,
+                server_hostname=target.sni or url.host,
+                timeout=options.timeout,
+                new_connection=options.new_connection,
+                head_only=options.method == "HEAD",
+            )
+            return
         headers = dict(options.headers)
         if target.host_header and not any(k.lower() == "host" for k in headers):
             headers["host"] = target.host_header
         if options.new_connection:
             headers["connection"] = "close"
-        self._extensions: dict[str, Any] = {"sni_hostname": target.sni} if target.sni else {}
+        extensions: dict[str, Any] = {"sni_hostname": target.sni} if target.sni else {}
         plain_h2 = options.http2 and target.url.startswith("http://")
         limits = httpx.Limits(
             max_connections=options.max_connections,
@@ -212,21 +252,32 @@ class Prober:
             "url": target.url,
             "headers": headers,
             "content": options.body,
-            "extensions": self._extensions,
+            "extensions": extensions,
         }
-        self._by = options.by
 
     async def __call__(self, index: int) -> Sample:
+        if self._h1 is not None:
+            try:
+                answer = await self._h1.send()
+            except (OSError, ResponseError, ValueError) as exc:  # TimeoutError is an OSError
+                return error_sample(exc)
+            return interpret(
+                answer.status, answer.headers, answer.body, f"HTTP/{answer.http_version}", self._by
+            )
+        assert self.client is not None
         try:
             request = self.client.build_request(**self._request_args)
             response = await self.client.send(request)
         except httpx.HTTPError as exc:
             return error_sample(exc)
-        except (OSError, ssl.SSLError) as exc:  # defensive: raw socket errors that escaped httpcore
+        except OSError as exc:  # defensive: raw socket errors that escaped httpcore
             return error_sample(exc)
         raw = response.headers.raw
         headers = {k.lower().decode("latin-1"): v.decode("latin-1") for k, v in raw if k.lower() in _WANTED}
         return interpret(response.status_code, headers, response.content, response.http_version, self._by)
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        if self._h1 is not None:
+            await self._h1.aclose()
+        if self.client is not None:
+            await self.client.aclose()
