@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import datetime
 import errno
+import functools
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Generator, Iterator, MutableMapping
@@ -43,6 +44,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 TLS_EXTENSION = "meshecho.tls"
+TLS_HANDSHAKE_TIMEOUT = 10.0
 
 
 class ServeError(Exception):
@@ -181,39 +183,57 @@ async def _serve(
     signals = asyncio.Queue[int]()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, signals.put_nowait, signum)
-    stop = asyncio.Event()
-    started: list[asyncio.Event] = []
-    tasks: list[asyncio.Task[None]] = []
-    uvicorn_server: _UvicornServer | None = None
-    for listener in listeners:
-        up = asyncio.Event()
-        started.append(up)
-        if listener.kind == "http":
-            uvicorn_server = _UvicornServer(_uvicorn_config(app, options), up)
-            tasks.append(asyncio.create_task(uvicorn_server.serve(sockets=[listener.sock])))
-        else:
-            context = tls.context if listener.kind == "https" and tls is not None else None
-            tasks.append(
-                asyncio.create_task(_serve_hypercorn(app, options, listener.sock, context, tls, up, stop))
-            )
 
-    async def _all_up() -> None:
-        await asyncio.gather(*(event.wait() for event in started))
+    # uvicorn always runs, even with HTTP_PORT=off: it also serves HTTP/1.1-over-TLS connections
+    # (handed over by _TLSDispatch), and its tick keeps their Date header and graceful shutdown.
+    uvicorn_up = asyncio.Event()
+    uvicorn_server = _UvicornServer(_uvicorn_config(app, options), uvicorn_up)
+    http_sockets = [listener.sock for listener in listeners if listener.kind == "http"]
+    uvicorn_task = asyncio.create_task(uvicorn_server.serve(sockets=http_sockets))
+    up_wait = asyncio.create_task(uvicorn_up.wait())
+    await asyncio.wait([up_wait, uvicorn_task], return_when=asyncio.FIRST_COMPLETED)
+    if not uvicorn_up.is_set():
+        up_wait.cancel()
+        return await _abort(uvicorn_task, log)
 
-    startup = asyncio.ensure_future(_all_up())
-    done, _ = await asyncio.wait([startup, *tasks], return_when=asyncio.FIRST_COMPLETED)
-    if startup not in done:
-        startup.cancel()
-        return await _abort(tasks, log)
+    hyper = _HypercornConnections(app, options)
+    servers: list[asyncio.AbstractServer] = []
+    try:
+        for listener in listeners:
+            if listener.kind == "https" and tls is not None:
+                dispatch = functools.partial(
+                    _TLSDispatch, tls, uvicorn_server.config, uvicorn_server.server_state, hyper
+                )
+                servers.append(
+                    await loop.create_server(
+                        dispatch,
+                        sock=listener.sock,
+                        ssl=tls.context,
+                        ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
+                        backlog=options.backlog,
+                    )
+                )
+            elif listener.kind == "h2c":
+                servers.append(
+                    await asyncio.start_server(
+                        hyper.serve_cleartext, sock=listener.sock, backlog=options.backlog
+                    )
+                )
+    except OSError as error:
+        print(f"echo-server: a listener failed to start: {error}", file=log, flush=True)
+        for server in servers:
+            server.close()
+        return await _abort(uvicorn_task, log)
     print(f"echo-server: {describe(listeners, options, tls)}", file=log, flush=True)
     hooks.on_ready()
 
     signal_wait: asyncio.Task[Any] = asyncio.create_task(signals.get())
-    watched: list[asyncio.Task[Any]] = [signal_wait, *tasks]
-    done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
-    if signal_wait not in done:
+    await asyncio.wait([signal_wait, uvicorn_task], return_when=asyncio.FIRST_COMPLETED)
+    if not signal_wait.done():
         signal_wait.cancel()
-        return await _abort(tasks, log)
+        for server in servers:
+            server.close()
+        return await _abort(uvicorn_task, log)
     hooks.on_drain()
     name = signal.Signals(signal_wait.result()).name
     print(
@@ -226,29 +246,32 @@ async def _serve(
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(signals.get(), options.drain_seconds)
     print("echo-server: closing listeners, finishing in-flight requests", file=log, flush=True)
-    if uvicorn_server is not None:
-        uvicorn_server.should_exit = True
-    stop.set()
-    results = await asyncio.gather(*tasks, return_exceptions=True)
-    failures = [r for r in results if isinstance(r, BaseException)]
-    for failure in failures:
-        print(f"echo-server: error while stopping: {failure!r}", file=log, flush=True)
+    for server in servers:
+        server.close()
+    uvicorn_server.should_exit = True
+    failures: list[BaseException] = []
+    hyper_result, uvicorn_result = await asyncio.gather(
+        hyper.close(options.grace_seconds), uvicorn_task, return_exceptions=True
+    )
+    for result in (hyper_result, uvicorn_result):
+        if isinstance(result, BaseException):
+            failures.append(result)
+            print(f"echo-server: error while stopping: {result!r}", file=log, flush=True)
     print("echo-server: stopped", file=log, flush=True)
     return 1 if failures else 0
 
 
-async def _abort(tasks: list[asyncio.Task[None]], log: TextIO) -> int:
-    for task in tasks:
-        if task.done() and not task.cancelled() and task.exception() is not None:
-            print(f"echo-server: a listener failed: {task.exception()!r}", file=log, flush=True)
-        elif task.done():
-            print("echo-server: a listener stopped unexpectedly", file=log, flush=True)
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+async def _abort(uvicorn_task: asyncio.Task[None], log: TextIO) -> int:
+    if uvicorn_task.done():
+        error = None if uvicorn_task.cancelled() else uvicorn_task.exception()
+        print(f"echo-server: the HTTP server stopped unexpectedly: {error!r}", file=log, flush=True)
+    uvicorn_task.cancel()
+    with contextlib.suppress(BaseException):
+        await uvicorn_task
     return 1
 
 
-# --- plain HTTP: uvicorn -------------------------------------------------------------------------
+# --- HTTP/1.1 (plain and over TLS): uvicorn + httptools --------------------------------------------
 
 
 class _UvicornServer(uvicorn.Server):
@@ -268,10 +291,14 @@ class _UvicornServer(uvicorn.Server):
             self._started_event.set()
 
 
+class _EchoUvicornConfig(uvicorn.Config):
+    max_header_bytes: int = 16 * 1024
+
+
 def _uvicorn_config(app: ASGIApp, options: ServeOptions) -> uvicorn.Config:
-    config = uvicorn.Config(
+    config = _EchoUvicornConfig(
         app,
-        http=_httptools_with_header_limit(options.max_header_bytes),
+        http=_HeaderLimitedHttpTools,
         ws="websockets-sansio",
         lifespan="off",
         log_config=None,
@@ -283,10 +310,11 @@ def _uvicorn_config(app: ASGIApp, options: ServeOptions) -> uvicorn.Config:
         timeout_graceful_shutdown=max(1, round(options.grace_seconds)),
         backlog=options.backlog,
     )
+    config.max_header_bytes = options.max_header_bytes
     return config
 
 
-def _httptools_with_header_limit(max_header_bytes: int) -> type[HttpToolsProtocol]:
+class _HeaderLimitedHttpTools(HttpToolsProtocol):
     """httptools buffers request headers without any limit; this protocol answers 431 instead.
 
     Two checks: while a request's headers are still arriving, the raw bytes received so far (so at
@@ -294,50 +322,62 @@ def _httptools_with_header_limit(max_header_bytes: int) -> type[HttpToolsProtoco
     header name + value bytes, the measure MAX_HEADER_SIZE is defined by.
     """
 
-    class HeaderLimitedHttpTools(HttpToolsProtocol):
-        _awaiting_headers = True
-        _header_bytes = 0
+    _awaiting_headers = True
+    _header_bytes = 0
 
-        def data_received(self, data: bytes) -> None:
-            awaiting = self._awaiting_headers
-            super().data_received(data)
-            if awaiting and self._awaiting_headers and self.transport is not None:
-                self._header_bytes += len(data)
-                if self._header_bytes > max_header_bytes and not self.transport.is_closing():
-                    self._send_431()
+    def _limit(self) -> int:
+        return cast(_EchoUvicornConfig, self.config).max_header_bytes
 
-        def on_message_begin(self) -> None:
-            super().on_message_begin()
-            self._awaiting_headers = True
-            self._header_bytes = 0
+    def data_received(self, data: bytes) -> None:
+        awaiting = self._awaiting_headers
+        super().data_received(data)
+        if awaiting and self._awaiting_headers and self.transport is not None:
+            self._header_bytes += len(data)
+            if self._header_bytes > self._limit() and not self.transport.is_closing():
+                self._send_431()
 
-        def on_headers_complete(self) -> None:
-            self._awaiting_headers = False
-            size = sum(len(name) + len(value) for name, value in self.headers)
-            if size <= max_header_bytes:
-                super().on_headers_complete()
-                return
-            # Route this one request to a 431 responder; the connection closes after it.
-            app, self.app = self.app, _reject_431
-            try:
-                super().on_headers_complete()
-            finally:
-                self.app = app
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._awaiting_headers = True
+        self._header_bytes = 0
 
-        def on_message_complete(self) -> None:
-            super().on_message_complete()
-            self._awaiting_headers = True
-            self._header_bytes = 0
+    def on_headers_complete(self) -> None:
+        self._awaiting_headers = False
+        size = sum(len(name) + len(value) for name, value in self.headers)
+        if size <= self._limit():
+            super().on_headers_complete()
+            return
+        # Route this one request to a 431 responder; the connection closes after it.
+        app, self.app = self.app, _reject_431
+        try:
+            super().on_headers_complete()
+        finally:
+            self.app = app
 
-        def _send_431(self) -> None:
-            body = b"Request Header Fields Too Large"
-            self.transport.write(
-                b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
-                b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
-            )
-            self.transport.close()
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._awaiting_headers = True
+        self._header_bytes = 0
 
-    return HeaderLimitedHttpTools
+    def _send_431(self) -> None:
+        body = b"Request Header Fields Too Large"
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+        )
+        self.transport.close()
+
+
+class _TLSHttpTools(_HeaderLimitedHttpTools):
+    """HTTP/1.1 over TLS: the same fast protocol, plus the connection's TLS facts in every scope."""
+
+    def __init__(self, *args: Any, tls_facts: dict[str, object], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tls_facts = tls_facts
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.scope["extensions"] = {TLS_EXTENSION: cast(dict[object, object], self._tls_facts)}
 
 
 async def _reject_431(scope: Scope, receive: Receive, send: Send) -> None:
@@ -356,10 +396,43 @@ async def _reject_431(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-# --- HTTPS and h2c: hypercorn --------------------------------------------------------------------
+# --- the HTTPS port: one TLS listener, two protocol stacks -----------------------------------------
+# ALPN decides per connection, after the handshake: "h2" goes to hypercorn (the only HTTP/2 stack
+# here), anything else to uvicorn's httptools protocol, which serves HTTP/1.1 several times faster
+# than hypercorn's h11. Either way the TLS facts are read once per connection and put in each scope.
+
+
+class _TLSDispatch(asyncio.Protocol):
+    def __init__(
+        self, tls: ServerTLS, h1_config: uvicorn.Config, state: Any, hyper: _HypercornConnections
+    ) -> None:
+        self._tls = tls
+        self._h1_config = h1_config
+        self._state = state
+        self._hyper = hyper
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # asyncio calls this once the TLS handshake has completed, so ALPN and the peer are known.
+        ssl_object = transport.get_extra_info("ssl_object")
+        facts = tls_facts(ssl_object, self._tls.sni, self._tls.client_auth) if ssl_object is not None else {}
+        protocol: asyncio.BaseProtocol
+        if facts.get("alpn") == "h2":
+            reader = asyncio.StreamReader(limit=2**16)
+            protocol = asyncio.StreamReaderProtocol(
+                reader, lambda reader, writer: self._hyper.serve_tls(reader, writer, facts)
+            )
+        else:
+            protocol = _TLSHttpTools(
+                config=self._h1_config, server_state=self._state, app_state={}, tls_facts=facts
+            )
+        transport.set_protocol(protocol)
+        protocol.connection_made(cast(asyncio.Transport, transport))
+
+
+# --- HTTP/2 (over TLS, and h2c): hypercorn ---------------------------------------------------------
 # hypercorn.asyncio.serve() neither takes pre-bound sockets nor exposes the TLS connection to the
 # app. This is its worker loop cut to what we need: the same TCPServer per connection, but with a
-# per-connection app that adds the TLS facts (read once, after the handshake) to every request scope.
+# per-connection app that adds the TLS facts to every request scope.
 
 
 def _hypercorn_config(options: ServeOptions) -> HypercornConfig:
@@ -371,7 +444,6 @@ def _hypercorn_config(options: ServeOptions) -> HypercornConfig:
     config.graceful_timeout = options.grace_seconds
     config.h11_max_incomplete_size = options.max_header_bytes
     config.h2_max_header_list_size = options.max_header_bytes
-    config.ssl_handshake_timeout = 10
     return config
 
 
@@ -397,51 +469,35 @@ class _WithTLSFacts:
         await self._inner(scope, receive, send, sync_spawn, call_soon)
 
 
-async def _serve_hypercorn(
-    app: ASGIApp,
-    options: ServeOptions,
-    sock: socket.socket,
-    ssl_context: Any,
-    tls: ServerTLS | None,
-    started: asyncio.Event,
-    stop: asyncio.Event,
-) -> None:
-    loop = asyncio.get_running_loop()
-    config = _hypercorn_config(options)
-    context = WorkerContext(None)
-    wrapped = ASGIWrapper(cast(Any, app))  # hypercorn's TypedDict scope types are stricter than ours
-    connections: set[asyncio.Task[Any]] = set()
+class _HypercornConnections:
+    def __init__(self, app: ASGIApp, options: ServeOptions) -> None:
+        self._config = _hypercorn_config(options)
+        self._context = WorkerContext(None)
+        self._app = ASGIWrapper(cast(Any, app))  # hypercorn's TypedDict scope types are stricter than ours
+        self._connections: set[asyncio.Task[Any]] = set()
 
-    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def serve_cleartext(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._serve(reader, writer, self._app)
+
+    async def serve_tls(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, facts: dict[str, object]
+    ) -> None:
+        await self._serve(reader, writer, _WithTLSFacts(self._app, facts))
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, app: Any) -> None:
         task = asyncio.current_task()
         if task is not None:
-            connections.add(task)
-            task.add_done_callback(connections.discard)
-        connection_app: Any = wrapped
-        ssl_object = writer.get_extra_info("ssl_object")
-        if ssl_object is not None and tls is not None:
-            connection_app = _WithTLSFacts(wrapped, tls_facts(ssl_object, tls.sni, tls.client_auth))
-        await TCPServer(connection_app, loop, config, context, {}, reader, writer)
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
+        await TCPServer(app, asyncio.get_running_loop(), self._config, self._context, {}, reader, writer)
 
-    server = await asyncio.start_server(
-        on_connection,
-        sock=sock,
-        ssl=ssl_context,
-        ssl_handshake_timeout=config.ssl_handshake_timeout if ssl_context is not None else None,
-        backlog=options.backlog,
-    )
-    started.set()
-    try:
-        await stop.wait()
-    finally:
-        # Idle keep-alive connections close now; busy ones close after their current response.
-        await context.terminated.set()
-        server.close()
-        if connections:
-            await asyncio.wait(set(connections), timeout=options.grace_seconds)
-        for task in list(connections):
+    async def close(self, grace_seconds: float) -> None:
+        # Idle connections close now; busy ones after their in-flight streams, or at the grace limit.
+        await self._context.terminated.set()
+        if self._connections:
+            await asyncio.wait(set(self._connections), timeout=grace_seconds)
+        for task in list(self._connections):
             task.cancel()
-        await server.wait_closed()
 
 
 def _host_port(host: str, port: int) -> str:

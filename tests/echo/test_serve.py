@@ -468,15 +468,16 @@ def _background_get(url: str, **kwargs: Any) -> tuple[threading.Thread, dict[str
     [
         pytest.param(signal.SIGTERM, "http", id="sigterm-http"),
         pytest.param(signal.SIGTERM, "https", id="sigterm-https-h2"),
+        pytest.param(signal.SIGTERM, "https-http1.1", id="sigterm-https-http1.1"),
         pytest.param(signal.SIGINT, "http", id="sigint-http"),
     ],
 )
 def test_drain_finishes_in_flight_and_serves_new_requests(pki: PKI, signum: int, scheme: str) -> None:
     with echo_server(_tls_env(pki) | {"ECHO_DRAIN_SECONDS": "3"}) as echo:
         client_options: dict[str, Any] = {}
-        if scheme == "https":
-            client_options = {"verify": pki.client_context(), "http2": True}
-        thread, outcome = _background_get(echo.url("/slow", scheme), **client_options)
+        if scheme.startswith("https"):
+            client_options = {"verify": pki.client_context(), "http2": scheme == "https"}
+        thread, outcome = _background_get(echo.url("/slow", scheme.split("-")[0]), **client_options)
         wait_until(lambda: _in_flight(echo.http) >= 1, 10, "the slow request to be in flight")
         echo.proc.send_signal(signum)
         wait_until(
