@@ -335,15 +335,15 @@ def test_netdebug_job(docs_of: Callable[[str], list[Doc]]) -> None:
     assert pod["serviceAccountName"] == "netdebug"
     (container,) = pod["containers"]
     assert container["image"] == "meshecho/netdebug:0.1.0"
-    argv = [*container["command"], *container["args"]]
-    assert argv[:3] == ["netdebug", "plan", "/etc/netdebug/plan.yaml"]
-    assert "--quit-sidecar" in argv
+    assert [*container["command"], *container["args"]] == ["netdebug", "plan", "/etc/netdebug/plan.yaml"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     (config_map,) = [d for d in docs if d["kind"] == "ConfigMap"]
     assert volumes[mounts["/etc/netdebug"]]["configMap"]["name"] == name_of(config_map)
     assert "plan.yaml" in config_map["data"]
     env = {e["name"]: e.get("value") for e in container["env"]}
+    # The plan quits a classic sidecar at the end only when it knows it runs in a Job.
+    assert env["NETDEBUG_IN_JOB"] == "1"
     annotations_file = Path(env["NETDEBUG_POD_ANNOTATIONS_FILE"])
     downward = volumes[mounts[str(annotations_file.parent)]]["downwardAPI"]["items"]
     assert {"path": annotations_file.name, "fieldRef": {"fieldPath": "metadata.annotations"}} in downward
