@@ -513,10 +513,11 @@ def run_mesh_up(config: MeshUpConfig, env: Mapping[str, str], out: IO[str], err:
     Returns 0 after a requested stop, 4 on a runtime failure; raises ManifestError for bad input.
     """
     began = time.monotonic()
-    check_tools(config)
     with tempfile.TemporaryDirectory(prefix="netdebug-mesh-") as tmp, stop_signals() as stop_requested:
         work_dir = Path(tmp)
+        # Manifests first: bad input is reported as such even where a tool is missing.
         local = prepare(config, work_dir)
+        check_tools(config)
         for warning in local.mesh.warnings:
             err.write(f"netdebug mesh: warning: {warning}\n")
         try:
