@@ -66,7 +66,9 @@ steps:
   - name: a direct call has no sidecar evidence
     probe: {url: "${v1}/echo", requests: 20, rps: 200, expect: {v1: 100}, require_path: [client-sidecar]}
   - name: v2 identifies itself
-    http: {url: "${v2}/_echo/readyz", expect: {status: 200, headers: {x-echo-version: v2}, local_reply: false}}
+    http:
+      url: "${v2}/_echo/readyz"
+      expect: {status: 200, headers: {x-echo-version: v2}, local_reply: false}
   - name: v2 port
     tcp: {address: "${v2_address}"}
 """
