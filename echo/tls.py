@@ -16,6 +16,7 @@ import ctypes
 import datetime
 import ipaddress
 import os
+import re
 import ssl
 import tempfile
 import weakref
@@ -34,6 +35,9 @@ ALPN_PROTOCOLS = ("h2", "http/1.1")
 # TLS 1.2 suites: forward secrecy and AEAD only (RFC 7540 section 9.2.2 bans the rest for h2).
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 GENERATED_VALIDITY = datetime.timedelta(days=365)
+_DNS_NAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
 
 
 class TLSSetupError(Exception):
@@ -64,7 +68,8 @@ def generate_self_signed(
 ) -> ServerCertificate:
     """A self-signed ECDSA P-256 certificate for the given names (invalid IPs are skipped)."""
     key = ec.generate_private_key(ec.SECP256R1())
-    names = list(dict.fromkeys(n for n in dns_names if n))
+    # Only valid DNS names (hostnames and pod names normally are); anything else is left out.
+    names = list(dict.fromkeys(n.lower() for n in dns_names if _DNS_NAME.fullmatch(n)))
     common_name = names[0] if names else "localhost"
     alt_names: list[x509.GeneralName] = [x509.DNSName(n) for n in names]
     for text in dict.fromkeys(ip_addresses):

@@ -71,7 +71,9 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def test_generated_certificate_names_key_and_validity() -> None:
     made = generate_self_signed(
-        ["localhost", "echo-7d9f", "localhost"], ["127.0.0.1", "not-an-ip", "::1"], NOW
+        ["localhost", "Echo-7D9F", "localhost", "bad name!", "ünïcode", ""],
+        ["127.0.0.1", "not-an-ip", "::1"],
+        NOW,
     )
     cert = x509.load_pem_x509_certificate(made.cert_pem)
     key = serialization.load_pem_private_key(made.key_pem, password=None)
