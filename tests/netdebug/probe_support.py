@@ -58,6 +58,7 @@ class ScriptedServer:
         self.port = 0
         self.requests: list[bytes] = []
         self.connections = 0
+        self._handlers: set[asyncio.Task[None]] = set()
 
     def _next(self, path: str) -> Answer:
         cycle = self._cycles.get(path) or self._cycles.get("*")
@@ -67,6 +68,9 @@ class ScriptedServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -96,10 +100,11 @@ class ScriptedServer:
                 await writer.drain()
                 if answer.close or b"connection: close" in head.lower():
                     break
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
         finally:
             writer.close()
+            self._handlers.discard(task)
 
     def __enter__(self) -> ScriptedServer:
         self._thread.start()
@@ -114,6 +119,9 @@ class ScriptedServer:
         async def shutdown() -> None:
             assert self._server is not None
             self._server.close()
+            for handler in list(self._handlers):
+                handler.cancel()
+            await asyncio.gather(*self._handlers, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from scipy import special, stats  # type: ignore[import-untyped]
+from scipy import special, stats
 
 from netdebug.stats import (
     chi2_sf,
@@ -189,7 +189,9 @@ def test_more_looks_make_pass_harder() -> None:
     assert ten.verdict == "inconclusive"
 
 
-def _verdict_probability(n: int, true_p: float, expect: dict[str, float], tol: float, alpha: float) -> dict[str, float]:
+def _verdict_probability(
+    n: int, true_p: float, expect: dict[str, float], tol: float, alpha: float
+) -> dict[str, float]:
     """Exact distribution of the verdict over Binomial(n, true_p) outcomes for two versions."""
     out: dict[str, float] = {}
     pmf = stats.binom(n, true_p).pmf
