@@ -112,6 +112,7 @@ def test_checkov_catches_a_weakened_deployment(
 def test_dockerfile_passes(checkov: str, dockerfile: str) -> None:
     # The issue's acceptance covers both images too; their skips are the image owners' to justify,
     # so only "has a reason" is required here.
+    assert (REPO / dockerfile).is_file(), f"{dockerfile} is missing (the images are part of the setup)"
     results = run_checkov(checkov, REPO / dockerfile, framework="dockerfile")
     assert results["passed_checks"], "checkov scanned nothing"
     assert _failures(results) == []
