@@ -414,7 +414,9 @@ def _diag_outcome(
         status = ExitStatus.UNREACHABLE
     else:
         status = ExitStatus.MISMATCH
-    summary = text.strip().replace("\n", "; ")
+    summary = text
+    if not ok and not expected_ok and not failures:
+        summary += " (as expected)"
     if failures and ok:
         summary += "; " + "; ".join(failures)
     return Outcome(status, summary, tuple(failures), doc)
@@ -423,14 +425,21 @@ def _diag_outcome(
 async def run_dns(spec: DnsSpec) -> Outcome:
     result = await diag.resolve(spec.name, spec.timeout)
     failures = diag.check_dns(result, spec.resolves, spec.addresses)
-    text = diag.render_dns(result)
+    if result.ok:
+        text = f"{spec.name} -> {', '.join(result.addresses)} in {result.duration_ms:.1f} ms"
+    else:
+        text = f"{spec.name} did not resolve in {result.duration_ms:.1f} ms: {result.error}"
     return _diag_outcome(result.ok, spec.resolves, failures, text, result.to_json())
 
 
 async def run_tcp(spec: TcpSpec) -> Outcome:
     result = await diag.tcp_connect(diag.parse_address(spec.address), spec.timeout)
     failures = diag.check_tcp(result, spec.connects)
-    return _diag_outcome(result.ok, spec.connects, failures, diag.render_tcp(result), result.to_json())
+    if result.ok:
+        text = f"connected to {result.peer} in {result.connect_ms or 0.0:.1f} ms"
+    else:
+        text = result.error or "connect failed"
+    return _diag_outcome(result.ok, spec.connects, failures, text, result.to_json())
 
 
 async def run_tls(spec: TlsSpec, ctx: ssl.SSLContext | None) -> Outcome:

@@ -253,6 +253,11 @@ def test_every_kind_passes(upstream: int, tcp_listener: str, tmp_path: Path) -> 
     assert lines[3].startswith("[1/7] PASS         split: converged: 2/2 passes in a row after 3/4 attempts")
     assert lines[4].startswith("[2/7] PASS         no route: 404 in ")
     assert "Envoy local reply" in lines[4]
+    assert lines[6].startswith("[4/7] PASS         dns: localhost -> ")
+    assert lines[7].startswith("[5/7] PASS         nxdomain: nonexistent.invalid did not resolve in ")
+    assert lines[7].endswith("(as expected)")
+    assert lines[8].startswith(f"[6/7] PASS         tcp: connected to {tcp_listener} in ")
+    assert lines[9].endswith("Connection refused (as expected)")
     assert lines[-1].startswith("plan ")
     assert lines[-1].endswith("exit 0")
     # The plan owns the sidecar: its probes neither wait for nor quit it, and draw no live view.
