@@ -271,7 +271,15 @@ def check_cross_references(docs: Sequence[Doc]) -> list[Finding]:
     index = Index(docs)
     findings: list[Finding] = []
     for check in CHECKS:
-        findings.extend(check(index))
+        try:
+            findings.extend(check(index))
+        except (AttributeError, TypeError, KeyError, ValueError, re.error) as exc:
+            # A field of the wrong shape (`spec: null`, a list where a mapping belongs): the schema
+            # validation names it precisely; here it only stops this one check.
+            message = (
+                f"skipped, a field has the wrong shape ({type(exc).__name__}: {exc}); validate the schemas"
+            )
+            findings.append(Finding("Manifests", check.__name__, "", message, ""))
     return findings
 
 

@@ -625,3 +625,33 @@ def test_plan_vars_are_substituted(docs_of: Callable[[str], list[Doc]]) -> None:
 )
 def test_finding_text(finding: Finding, text: str) -> None:
     assert str(finding) == text
+
+
+GW: Doc = {"apiVersion": "networking.istio.io/v1", "kind": "Gateway", "metadata": {"name": "gw"}, "spec": {}}
+PLAN_STEP = "steps: [{probe: {url: 'http://gw.invalid/echo', headers: {host: echo.local}, expect: 'v1=1'}}]"
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        pytest.param(None, id="null-spec"),
+        pytest.param({"hosts": ["echo.local"], "gateways": ["gw"], "http": "not-a-list"}, id="wrong-shape"),
+        pytest.param(
+            {"hosts": ["echo.local"], "gateways": ["gw"], "http": [{"match": [{"uri": {"regex": "("}}]}]},
+            id="bad-regex",
+        ),
+    ],
+)
+def test_malformed_fields_are_reported_not_raised(spec: Any) -> None:
+    vs: Doc = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "v"}}
+    vs["spec"] = spec
+    plan: Doc = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "p"},
+        "data": {"plan.yaml": PLAN_STEP},
+    }
+    findings = check_cross_references([GW, vs, plan])
+    assert any(f.kind == "Manifests" and "wrong shape" in f.message for f in findings), [
+        str(f) for f in findings
+    ]
