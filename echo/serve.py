@@ -20,6 +20,7 @@ import contextlib
 import datetime
 import errno
 import functools
+import logging
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Generator, Iterator, MutableMapping
@@ -438,7 +439,9 @@ class _TLSDispatch(asyncio.Protocol):
 def _hypercorn_config(options: ServeOptions) -> HypercornConfig:
     config = HypercornConfig()
     config.accesslog = None
-    config.errorlog = None
+    # No handler is configured: warnings and errors (an app exception on HTTP/2) reach stderr through
+    # logging's last-resort handler, as uvicorn's do.
+    config.errorlog = logging.getLogger("echo.hypercorn")
     config.include_server_header = False
     config.keep_alive_timeout = options.keep_alive_seconds
     config.graceful_timeout = options.grace_seconds

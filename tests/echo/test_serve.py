@@ -181,6 +181,23 @@ def test_generated_certificate_is_ecdsa_p256_with_local_names() -> None:
     assert response.json()["tls"]["version"] == "TLSv1.3"
 
 
+def test_https_only(pki: PKI) -> None:
+    """HTTP_PORT=off: the HTTPS port still serves HTTP/1.1 (uvicorn) and HTTP/2 (hypercorn)."""
+    https_port = free_port()
+    env = _tls_env(pki) | {
+        "HTTP_PORT": "off",
+        "HTTPS_PORT": str(https_port),
+        "ECHO_BIND": "127.0.0.1",
+        "DISABLE_REQUEST_LOGS": "true",
+    }
+    with running(ECHO, env=env, ready=lambda: _ready_tls(https_port), what="echo-server (https only)"):
+        for http2 in (False, True):
+            with httpx.Client(verify=pki.client_context(), http2=http2) as client:
+                response = client.get(f"https://127.0.0.1:{https_port}/only")
+            assert response.json()["http_version"] == ("2" if http2 else "1.1")
+            assert response.json()["tls"]["alpn"] == ("h2" if http2 else "http/1.1")
+
+
 def test_h2c_prior_knowledge_and_http1_on_the_h2c_port(shared: Echo) -> None:
     with httpx.Client(http1=False, http2=True) as client:
         h2 = client.get(shared.url("/h2c", "h2c"))
