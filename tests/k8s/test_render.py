@@ -13,6 +13,7 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 
 from netdebug.manifests import Doc, load_documents, name_of, render_kustomize
 from tests.k8s.crd_schemas import load_crd_schemas, schema_errors
@@ -364,6 +365,26 @@ def test_native_sidecar_component(kubectl: str, tmp_path: Path) -> None:
     docs = load_documents(render_kustomize(tmp_path, kubectl=kubectl))
     job = _doc(docs, "Job", "netdebug-plan")
     assert job["spec"]["template"]["metadata"]["annotations"]["sidecar.istio.io/nativeSidecar"] == "true"
+
+
+def test_gateway_api_component_points_the_plan_at_its_gateway(
+    kubectl: str, tmp_path: Path, docs_of: Callable[[str], list[Doc]]
+) -> None:
+    (tmp_path / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        f"resources: [{_from(tmp_path, 'netdebug')}]\n"
+        f"components: [{_from(tmp_path, 'components/netdebug-gateway-api')}]\n",
+        encoding="utf-8",
+    )
+    job = _doc(load_documents(render_kustomize(tmp_path, kubectl=kubectl)), "Job", "netdebug-plan")
+    env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    # The plan's `gateway` variable, overridden by env; the Service is `<Gateway>-<class>`.
+    (config_map,) = [d for d in docs_of("netdebug") if d["kind"] == "ConfigMap"]
+    assert "gateway" in yaml.safe_load(config_map["data"]["plan.yaml"])["vars"]
+    gateway = _doc(docs_of("overlays/gateway-api"), "Gateway", "echo-gateway")
+    service = f"{name_of(gateway)}-{gateway['spec']['gatewayClassName']}"
+    assert env["NETDEBUG_VAR_GATEWAY"] == f"http://{service}.echo.svc.cluster.local"
+    assert env["NETDEBUG_IN_JOB"] == "1"
 
 
 def test_images_can_be_pinned_by_the_images_transformer(kubectl: str, tmp_path: Path) -> None:
