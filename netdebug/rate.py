@@ -5,7 +5,8 @@ Invariants (the reason a prober can be trusted with latency numbers):
 - Send times come from an absolute schedule (start + offset_i), never from "sleep 1/rate after the
   last one": a slow answer or a late wake-up does not shift later requests (no drift), and latency is
   measured from the intended time (no coordinated omission).
-- The pacer never sleeps when it is already late; it reports how late each launch was.
+- The pacer never sleeps when it is already late, never releases early; it reports how late each
+  launch was.
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ async def pace(offsets: Iterator[float], start: float, clock: Clock, sleep: Slee
     for index, offset in enumerate(offsets):
         intended = start + offset
         now = clock()
-        if now < intended:
+        # Event-loop timers may fire early (uvloop rounds to whole milliseconds): never release
+        # a request before its time, sleep again for the remainder.
+        while now < intended:
             await sleep(intended - now)
             now = clock()
-        yield Tick(index, intended, max(0.0, now - intended))
+        yield Tick(index, intended, now - intended)

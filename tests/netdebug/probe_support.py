@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import ssl
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,7 +51,8 @@ def split(weights: Mapping[str, int], **kwargs: object) -> list[Answer]:
 
 
 class ScriptedServer:
-    def __init__(self, routes: Mapping[str, Sequence[Answer]]) -> None:
+    def __init__(self, routes: Mapping[str, Sequence[Answer]], tls: ssl.SSLContext | None = None) -> None:
+        self._tls = tls
         self._cycles = {path: itertools.cycle(list(answers)) for path, answers in routes.items()}
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.base_events.Server | None = None
@@ -100,7 +102,7 @@ class ScriptedServer:
                 await writer.drain()
                 if answer.close or b"connection: close" in head.lower():
                     break
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError, ssl.SSLError):
             pass
         finally:
             writer.close()
@@ -109,7 +111,7 @@ class ScriptedServer:
     def __enter__(self) -> ScriptedServer:
         self._thread.start()
         fut = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._handle, "127.0.0.1", 0, backlog=1024), self._loop
+            asyncio.start_server(self._handle, "127.0.0.1", 0, backlog=1024, ssl=self._tls), self._loop
         )
         self._server = fut.result(10)
         self.port = self._server.sockets[0].getsockname()[1]
@@ -131,10 +133,13 @@ class ScriptedServer:
         self._loop.close()
 
     def url(self, path: str = "/echo") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        scheme = "https" if self._tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
 
 
 @contextlib.contextmanager
-def scripted(routes: Mapping[str, Sequence[Answer]]) -> Iterator[ScriptedServer]:
-    with ScriptedServer(routes) as server:
+def scripted(
+    routes: Mapping[str, Sequence[Answer]], tls: ssl.SSLContext | None = None
+) -> Iterator[ScriptedServer]:
+    with ScriptedServer(routes, tls) as server:
         yield server
