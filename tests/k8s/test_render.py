@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,19 @@ def test_core_kinds_match_kubernetes_schemas(
         except kubernetes_validate.ValidationError as exc:
             errors.append(f"{doc['kind']} {name_of(doc)}: {exc}")
     assert errors == []
+
+
+def test_core_validation_needs_no_network(
+    docs_of: Callable[[str], list[Doc]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # kubernetes-validate ships its schemas; prove no schema is fetched while validating.
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("kubernetes-validate tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    for doc in docs_of("base"):
+        kubernetes_validate.validate(doc, K8S_VERSIONS[0], strict=True)
 
 
 def _deployment(docs: list[Doc]) -> Doc:
