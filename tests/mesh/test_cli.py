@@ -10,7 +10,14 @@ import pytest
 from netdebug.cli import build_parser, main_impl
 from netdebug.context import UsageError
 from netdebug.mesh.cli import build_config
-from netdebug.mesh.orchestrate import DEFAULT_OVERLAY, MeshUpConfig, default_source, summary_lines
+from netdebug.mesh.inventory import parse_documents
+from netdebug.mesh.orchestrate import (
+    DEFAULT_OVERLAY,
+    MeshUpConfig,
+    cross_reference_warnings,
+    default_source,
+    summary_lines,
+)
 from tests.mesh.fixtures import BASE
 from tests.procs import REPO
 
@@ -135,3 +142,14 @@ def test_summary_lines() -> None:
     assert "  try: curl -H 'Host: echo.local' http://127.0.0.1:1/echo" in lines
     assert "  try: http_proxy=http://127.0.0.1:2 curl http://a.b.svc.cluster.local/echo" in lines
     assert lines[-1] == "started 2 processes in 1.50s"
+
+
+def test_cross_reference_findings_become_warnings() -> None:
+    text = BASE.replace(
+        "- {name: v2, labels: {version: v2}}",
+        "- {name: v2, labels: {version: v2}}\n  - {name: v3, labels: {version: v3}}",
+    )
+    warnings = cross_reference_warnings(parse_documents(text, "x.yaml"))
+    assert any(
+        w.startswith("check: DestinationRule echo/echo-service") and "IST0173" in w for w in warnings
+    ), warnings

@@ -355,6 +355,18 @@ def test_gateway_api_overlay_routes_75_25(tmp_path: Path) -> None:
         assert other.headers["server"] == "envoy"
 
 
+def test_first_stage_overlay_sends_everything_to_v1(tmp_path: Path) -> None:
+    _require_tools()
+    if not (OVERLAYS / "istio-v1-only").is_dir():
+        pytest.skip("k8s/overlays/istio-v1-only not in this checkout")
+    with mesh_up(OVERLAYS / "istio-v1-only", tmp_path) as mesh:
+        # Deterministic: v2 runs but no route leads there, so any v2 answer fails the verdict.
+        code, report = split_probe(f"{mesh.gateway}/echo", "v1=100", 200, "-H", "host: echo.local")
+        assert report["verdict"] == "pass", report
+        assert code == 0
+        assert set(report["counts"]) == {"v1"}
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
 def test_stop_signal_ends_every_child(tmp_path: Path, sig: signal.Signals) -> None:
     _require_tools()
