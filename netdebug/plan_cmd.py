@@ -115,6 +115,8 @@ class StepResult:
     def summary(self) -> str:
         if self.skipped:
             return f"not run ({self.skip_reason})"
+        if self.status == ExitStatus.INTERRUPTED:
+            return f"interrupted during attempt {len(self.attempts) + 1}"
         last = self.attempts[-1].outcome.summary if self.attempts else ""
         repeat = self.step.repeat
         if repeat.until_passes == 1 and repeat.max_attempts == 1:

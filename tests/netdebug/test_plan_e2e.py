@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +35,7 @@ def echo_server(version: str) -> tuple[list[str], dict[str, str], int]:
         "SERVICE_VERSION": version,
         "POD_NAME": f"echo-{version}",
         "ECHO_BIND": "127.0.0.1",
+        "ECHO_DRAIN_SECONDS": "0",  # no load balancer to notice the drain: stop at once
     }
     return [command], env, port
 
@@ -101,6 +104,48 @@ steps:
     assert split["counts"] == {"v2": 100}
     assert split["verdict"] == "fail"
     assert junit.read_text().count("<failure") == 2
+
+
+def test_ctrl_c_prints_the_partial_report_and_exits_130(two_echoes: tuple[int, int], tmp_path: Path) -> None:
+    v1, _ = two_echoes
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        f"""
+steps:
+  - {{name: first, dns: {{name: localhost}}}}
+  - name: long probe
+    probe: {{url: "http://127.0.0.1:{v1}/echo", requests: 3000, rps: 50, expect: {{v1: 100}}}}
+  - {{name: never run, dns: {{name: localhost}}}}
+"""
+    )
+    junit = tmp_path / "junit.xml"
+    cmd = [
+        sys.executable,
+        "-m",
+        "netdebug",
+        "plan",
+        str(plan),
+        "--junit",
+        str(junit),
+        "--wait-sidecar",
+        "never",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # printed once step 1 is done: the probe is starting now
+        assert first.startswith("[1/3] PASS")
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "[2/3] INTERRUPTED  long probe: interrupted during attempt 1" in rest
+    assert "exit 130" in rest
+    assert "Traceback" not in err
+    assert '<skipped message="not run (interrupted)"' in junit.read_text()
 
 
 @pytest.fixture

@@ -175,6 +175,7 @@ def test_interrupt_skips_the_rest_and_exits_130() -> None:
     assert result.interrupted
     assert result.status == ExitStatus.INTERRUPTED
     assert [s.word for s in result.steps] == ["pass", "interrupted", "skipped"]
+    assert result.steps[1].summary == "interrupted during attempt 1"
     assert result.steps[2].summary == "not run (interrupted)"
 
 
