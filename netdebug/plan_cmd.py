@@ -633,7 +633,16 @@ class PlanConfig:
     endpoints: sidecar.SidecarEndpoints
 
 
+PLAN_EPILOG = """the plan's exit code is the worst step's, by severity (least to most):
+  0 pass < 3 inconclusive < 1 fail < 4 unreachable/error < 2 usage < 130 interrupted
+a bad plan (missing file, bad YAML, unknown step kind, undefined variable) exits 2 before any step runs;
+the sidecar quit at the end never changes the exit code.
+
+"""
+
+
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    parser.epilog = PLAN_EPILOG + (parser.epilog or "")
     parser.add_argument("file", metavar="FILE.yaml", help="the plan (see docs/netdebug-plan.md)")
     parser.add_argument(
         "--var",

@@ -187,7 +187,17 @@ class SidecarCommandConfig:
     output: Literal["text", "json"]
 
 
+SIDECAR_EPILOG = """wait: exit 0 once /healthz/ready answers 200, 4 after --timeout.
+quit: exit 0 when the quit was accepted, 4 when nothing answered (or it was refused).
+status: exit 0; prints detected/ready/mode (native, classic, none, unknown).
+env: NETDEBUG_SIDECAR_HEALTH_URL, NETDEBUG_SIDECAR_QUIT_URL, NETDEBUG_SIDECAR_TIMEOUT,
+     NETDEBUG_POD_ANNOTATIONS_FILE (Downward API file of the pod's annotations).
+
+"""
+
+
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    parser.epilog = SIDECAR_EPILOG
     parser.add_argument("action", choices=["wait", "quit", "status"], help="what to do with the sidecar")
     parser.add_argument(
         "--timeout",
