@@ -37,7 +37,7 @@ from echo.reflect import (
     reflect,
     safe_text,
 )
-from echo.requestlog import LogSink, log_line, stdout_sink
+from echo.requestlog import FdSink, LogSink, log_line
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -151,6 +151,9 @@ class EchoApp:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                flush = getattr(self._log_sink, "flush", None)
+                if flush is not None:
+                    flush()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -422,7 +425,7 @@ def create_app(
         clock=clock,
         wall_clock=wall_clock,
         environ=environ if environ is not None else {},
-        log_sink=log_sink if log_sink is not None else stdout_sink,
+        log_sink=log_sink if log_sink is not None else FdSink(1),
         sleep=sleep,
         override_body=override_body if override_body is not None else read_override_body(config),
     )

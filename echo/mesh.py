@@ -16,6 +16,7 @@ The sidecar rule (see docs/echo.md, "Is there a sidecar in front of me?"):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import TypedDict
 
@@ -28,6 +29,8 @@ PEER_METADATA_ID = "x-envoy-peer-metadata-id"
 
 _NO_SIDECAR_HEADERS = (DECORATOR, PEER_METADATA, PEER_METADATA_ID)
 _SIDECAR_HEADERS = (XFCC, ATTEMPT, REQUEST_ID)
+_NO_SIDECAR_SET = frozenset(_NO_SIDECAR_HEADERS)
+_B3_MULTI = frozenset({"x-b3-traceid", "x-b3-spanid", "x-b3-sampled", "x-b3-flags"})
 _TRACE_HEADERS = frozenset({"traceparent", "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-sampled", "x-b3-flags"})
 
 
@@ -56,25 +59,24 @@ def mesh_info(headers: Mapping[str, str]) -> Mesh:
     """Summarise mesh evidence; ``headers`` has lower-case names, repeated headers joined by ', '."""
     xfcc_raw = headers.get(XFCC)
     xfcc = parse_xfcc(xfcc_raw) if xfcc_raw else []
-    decorator = headers.get(DECORATOR)
-    no_sidecar = [name for name in _NO_SIDECAR_HEADERS if name in headers]
-    if no_sidecar:
-        sidecar, evidence = False, no_sidecar
-    else:
+    if _NO_SIDECAR_SET.isdisjoint(headers):
         evidence = [name for name in _SIDECAR_HEADERS if name in headers]
         sidecar = bool(evidence)
+    else:
+        sidecar, evidence = False, [name for name in _NO_SIDECAR_HEADERS if name in headers]
     xff = headers.get("x-forwarded-for")
+    attempt = headers.get(ATTEMPT)
     return {
         "sidecar": sidecar,
         "evidence": evidence,
         "request_id": headers.get(REQUEST_ID),
         "trace": None if _TRACE_HEADERS.isdisjoint(headers) else trace_info(headers),
-        "attempt": parse_attempt(headers.get(ATTEMPT)),
+        "attempt": None if attempt is None else parse_attempt(attempt),
         "forwarded_for": [part.strip() for part in xff.split(",") if part.strip()] if xff else [],
         "forwarded_client_cert": xfcc,
         # APPEND_FORWARD appends the current hop last, so the last element names our direct caller.
         "client_identity": xfcc[-1]["uri"] if xfcc else None,
-        "decorator": decorator,
+        "decorator": headers.get(DECORATOR),
         "external_address": headers.get("x-envoy-external-address"),
     }
 
@@ -181,17 +183,21 @@ def _is_hex(text: str, *lengths: int) -> bool:
     return text.isascii() and text.isalnum()
 
 
+# Version, trace id, parent id, flags; a future version may append more "-" fields.
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+_ZERO_TRACE = "0" * 32
+_ZERO_SPAN = "0" * 16
+
+
 def parse_traceparent(value: str) -> dict[str, object] | None:
     """W3C Trace Context ``traceparent``: ``version-traceid(32)-parentid(16)-flags(2)``, lower hex."""
-    parts = value.strip().split("-")
-    if len(parts) < 4:
+    match = _TRACEPARENT.fullmatch(value.strip())
+    if match is None:
         return None
-    version, trace_id, span_id, flags = parts[:4]
-    if not (_is_hex(version, 2) and _is_hex(trace_id, 32) and _is_hex(span_id, 16) and _is_hex(flags, 2)):
+    version, trace_id, span_id, flags, rest = match.groups()
+    if version == "ff" or (version == "00" and rest is not None):
         return None
-    if version == "ff" or (version == "00" and len(parts) != 4):
-        return None
-    if set(trace_id) == {"0"} or set(span_id) == {"0"}:
+    if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
         return None
     return {
         "trace_id": trace_id,
@@ -281,7 +287,7 @@ def trace_info(headers: Mapping[str, str]) -> dict[str, object] | None:
             out["tracestate"] = state
     b3_single = headers.get("b3")
     b3 = parse_b3_single(b3_single) if b3_single is not None else None
-    if b3 is None:
+    if b3 is None and not _B3_MULTI.isdisjoint(headers):
         b3 = parse_b3_multi(headers)
     if b3 is not None:
         out["b3"] = b3

@@ -134,10 +134,17 @@ def parse_query(query_string: bytes) -> dict[str, str | list[str]]:
     return out
 
 
+_NO_COOKIES: dict[str, str] = {}
+
+
 def parse_cookies(header: str | None) -> dict[str, str]:
+    """Cookie header → {name: value}; the result may be shared between requests: do not mutate it."""
+    return _parse_cookies(header) if header else _NO_COOKIES
+
+
+@lru_cache(maxsize=512)
+def _parse_cookies(header: str) -> dict[str, str]:
     cookies: dict[str, str] = {}
-    if not header:
-        return cookies
     for item in header.split(";"):
         name, sep, value = item.partition("=")
         name = name.strip()
@@ -183,17 +190,21 @@ def client_addresses(peer: str | None, forwarded_for: str | None) -> tuple[str |
         return None, []
     if not forwarded_for or not is_trusted_proxy(peer):
         return peer, []
+    ip, ips = _forwarded_chain(peer, forwarded_for)
+    return ip, list(ips)
+
+
+@lru_cache(maxsize=1024)
+def _forwarded_chain(peer: str, forwarded_for: str) -> tuple[str, tuple[str, ...]]:
     chain = [peer]
     for hop in reversed([part.strip() for part in forwarded_for.split(",")]):
         chain.append(hop)
         if not is_trusted_proxy(hop):
             break
-    return chain[-1], list(reversed(chain[1:]))
+    return chain[-1], tuple(reversed(chain[1:]))
 
 
-def _hostname(host: str | None) -> str | None:
-    if not host:
-        return None
+def _hostname(host: str) -> str:
     if host.startswith("["):  # [v6]:port
         end = host.find("]")
         return host[: end + 1] if end > 0 else host
@@ -201,19 +212,15 @@ def _hostname(host: str | None) -> str | None:
 
 
 @lru_cache(maxsize=256)
-def _subdomains_cached(hostname: str) -> tuple[str, ...]:
-    bare = hostname.strip("[]")
+def _host_fields(host: str) -> tuple[str, tuple[str, ...]]:
+    """Host header → (Express's req.hostname, req.subdomains: offset 2, reversed; none for an IP)."""
+    hostname = _hostname(host)
     try:
-        ipaddress.ip_address(bare)
-        return ()
+        ipaddress.ip_address(hostname.strip("[]"))
+        return hostname, ()
     except ValueError:
         pass
-    return tuple(reversed(hostname.split(".")))[2:]
-
-
-def _subdomains(hostname: str | None) -> list[str]:
-    """Express's req.subdomains (offset 2, reversed); none for an IP address."""
-    return list(_subdomains_cached(hostname)) if hostname else []
+    return hostname, tuple(reversed(hostname.split(".")))[2:]
 
 
 def _fresh(method: str, headers: Mapping[str, str]) -> bool:
@@ -359,7 +366,10 @@ def reflect(
     *,
     query: Mapping[str, object] | None = None,
 ) -> dict[str, Any]:
-    """Build the echo document. ``headers`` is ``headers_dict(scope["headers"])``."""
+    """Build the echo document. ``headers`` is ``headers_dict(scope["headers"])``.
+
+    This runs for every request: helpers are only called when their header is present.
+    """
     method: str = scope["method"]
     client = scope.get("client")
     peer = client[0] if client else None
@@ -367,49 +377,59 @@ def reflect(
 
     host = headers.get("x-forwarded-host") if trusted_peer else None
     host = host.split(",", 1)[0].strip() if host else headers.get("host")
-    hostname = _hostname(host)
+    hostname, subdomains = _host_fields(host) if host else (None, ())
 
-    scheme = scope.get("scheme", "http")
-    protocol = "https" if scheme in ("https", "wss") else "http"
-    forwarded_proto = headers.get("x-forwarded-proto") if trusted_peer else None
-    if forwarded_proto:
-        protocol = forwarded_proto.split(",", 1)[0].strip()
+    protocol = "https" if scope.get("scheme") in ("https", "wss") else "http"
+    if trusted_peer and "x-forwarded-proto" in headers:
+        protocol = headers["x-forwarded-proto"].split(",", 1)[0].strip()
 
-    ip, ips = client_addresses(peer, headers.get("x-forwarded-for"))
-    extensions = scope.get("extensions") or {}
-    tls = extensions.get(TLS_EXTENSION)
+    forwarded_for = headers.get("x-forwarded-for")
+    ips: list[str]
+    if forwarded_for is None or peer is None:
+        ip, ips = peer, []
+    else:
+        ip, ips = client_addresses(peer, forwarded_for)
+    extensions = scope.get("extensions")
+    tls = extensions.get(TLS_EXTENSION) if extensions else None
 
     if options.preserve_header_case:
         shown_headers: Mapping[str, str] = display_headers(
-            scope["headers"], dict(headers), extensions.get(RAW_HEADER_NAMES_EXTENSION)
+            scope["headers"],
+            dict(headers),
+            extensions.get(RAW_HEADER_NAMES_EXTENSION) if extensions else None,
         )
     else:
         shown_headers = headers
 
-    body_text, encoding = body_fields(body)
+    body_text, encoding = body_fields(body) if body else ("", "utf-8")
+    path: str = scope["path"]
+    cookie = headers.get("cookie")
     doc: dict[str, Any] = {
-        "path": safe_text(scope["path"]),
+        "path": path if path.isascii() else safe_text(path),
         "headers": shown_headers,
         "method": method,
         "body": body_text,
-        "cookies": parse_cookies(headers.get("cookie")),
-        "fresh": _fresh(method, headers),
+        "cookies": _parse_cookies(cookie) if cookie else {},
+        "fresh": _fresh(method, headers)
+        if "if-none-match" in headers or "if-modified-since" in headers
+        else False,
         "hostname": hostname,
         "ip": ip,
         "ips": ips,
         "protocol": protocol,
         "query": query if query is not None else parse_query(scope.get("query_string", b"")),
-        "subdomains": _subdomains(hostname),
-        "xhr": headers.get("x-requested-with", "").lower() == "xmlhttprequest",
+        "subdomains": list(subdomains),
+        "xhr": "x-requested-with" in headers and headers["x-requested-with"].lower() == "xmlhttprequest",
         "os": {"hostname": options.hostname},
-        "connection": {"servername": tls.get("sni")} if tls and tls.get("sni") else {},
+        "connection": {"servername": tls["sni"]} if tls and tls.get("sni") else {},
     }
     if tls is not None:
         tls_doc, client_certificate = tls_info(tls)
         doc["clientCertificate"] = client_certificate
     else:
         tls_doc = None
-    if is_json_content_type(headers.get("content-type")):
+    content_type = headers.get("content-type")
+    if content_type is not None and is_json_content_type(content_type):
         try:
             doc["json"] = orjson.loads(body) if body else None
         except orjson.JSONDecodeError:

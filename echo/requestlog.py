@@ -6,6 +6,8 @@ replaced, whatever else the request carried.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -19,22 +21,30 @@ LogSink = Callable[[bytes], None]
 
 
 def redact_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
-    if REDACTED_HEADERS.isdisjoint(headers):
+    present = REDACTED_HEADERS.intersection(headers)
+    if not present:
         return headers
-    return {name: (REDACTED if name in REDACTED_HEADERS else value) for name, value in headers.items()}
+    redacted = dict(headers)
+    for name in present:
+        redacted[name] = REDACTED
+    return redacted
 
 
 _second_cache: tuple[int, str] = (-1, "")
+_milli_cache: tuple[int, str] = (-1, "")
 
 
 def format_time(epoch_seconds: float) -> str:
-    """ISO 8601 UTC with milliseconds; the date-time part is formatted once per second."""
-    global _second_cache
-    whole = int(epoch_seconds)
+    """ISO 8601 UTC with milliseconds; formatted once per millisecond (a busy server logs many per ms)."""
+    global _second_cache, _milli_cache
+    millis = int(epoch_seconds * 1000)
+    if _milli_cache[0] == millis:
+        return _milli_cache[1]
+    whole, fraction = divmod(millis, 1000)
     if _second_cache[0] != whole:
         _second_cache = (whole, datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
-    millis = int((epoch_seconds - whole) * 1000)
-    return f"{_second_cache[1]}.{millis:03d}Z"
+    _milli_cache = (millis, f"{_second_cache[1]}.{fraction:03d}Z")
+    return _milli_cache[1]
 
 
 def log_line(
@@ -57,7 +67,7 @@ def log_line(
         "pod": pod,
         "version": version,
         "status": status,
-        "latency_ms": round(latency_s * 1000, 3),
+        "latency_ms": int(latency_s * 1_000_000 + 0.5) / 1000,  # µs resolution; cheaper than round()
         "request_id": headers.get("x-request-id"),
         "method": method,
         "path": path,
@@ -70,9 +80,44 @@ def log_line(
     return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
 
 
-def stdout_sink(line: bytes) -> None:
-    """Unbuffered write to fd 1: one syscall per line, no lost lines on a crash, no interleaving."""
-    view = memoryview(line)
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
     while view:
-        written = os.write(1, view)
+        written = os.write(fd, view)
         view = view[written:]
+
+
+class FdSink:
+    """Writes log lines to a file descriptor (1 = stdout), bypassing Python's buffered stdout.
+
+    Inside an event loop, lines are gathered and written with one syscall at the end of the current
+    loop iteration (``call_soon``), so a busy server does one write per batch, not per request, and a
+    line is never delayed by more than that iteration. Outside a loop each line is written at once.
+    A closed or broken stdout drops lines instead of failing requests.
+    """
+
+    def __init__(self, fd: int = 1) -> None:
+        self._fd = fd
+        self._pending: list[bytes] = []
+        self._scheduled = False
+
+    def __call__(self, line: bytes) -> None:
+        self._pending.append(line)
+        if self._scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._scheduled = True
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if not self._pending:
+            return
+        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending.clear()
+        with contextlib.suppress(OSError):  # a closed stdout must not fail requests
+            write_all(self._fd, data)

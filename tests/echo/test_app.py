@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ import pytest
 from echo.app import EchoApp, Readiness, create_app
 from echo.config import EchoConfig, load_config
 from echo.identity import Identity
+from echo.requestlog import FdSink
 
 pytestmark = pytest.mark.anyio
 
@@ -601,3 +604,61 @@ async def test_tls_extension_reaches_document(harness: Harness) -> None:
     assert doc["tls"]["alpn"] == "http/1.1"
     assert doc["connection"] == {"servername": "echo.local"}
     assert doc["clientCertificate"] == {}
+
+
+# -- the default stdout sink ---------------------------------------------------------------------
+
+
+def test_fd_sink_writes_at_once_outside_a_loop() -> None:
+    read_end, write_end = os.pipe()
+    try:
+        sink = FdSink(write_end)
+        sink(b'{"a":1}\n')
+        sink(b'{"b":2}\n')
+        assert os.read(read_end, 100) == b'{"a":1}\n{"b":2}\n'
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+async def test_fd_sink_batches_within_a_loop_iteration() -> None:
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    try:
+        sink = FdSink(write_end)
+        sink(b"one\n")
+        sink(b"two\n")
+        with pytest.raises(BlockingIOError):
+            os.read(read_end, 100)  # nothing yet: the write waits for the end of this iteration
+        await asyncio.sleep(0)
+        assert os.read(read_end, 100) == b"one\ntwo\n"
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+async def test_fd_sink_drops_lines_when_stdout_is_gone() -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    sink = FdSink(write_end)
+    try:
+        sink(b"lost\n")
+        await asyncio.sleep(0)  # EPIPE inside flush: swallowed, the request is not failed
+        sink.flush()
+    finally:
+        os.close(write_end)
+
+
+async def test_lifespan_shutdown_flushes_the_sink() -> None:
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    try:
+        sink = FdSink(write_end)
+        app = create_app(EchoConfig(), IDENTITY, log_sink=sink)
+        sink(b"pending\n")
+        driver = RawDriver(app, [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+        await driver.run({"type": "lifespan"})
+        assert os.read(read_end, 100) == b"pending\n"
+    finally:
+        os.close(read_end)
+        os.close(write_end)
