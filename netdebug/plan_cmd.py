@@ -598,11 +598,11 @@ class LiveEvents(PlainEvents):
             )
 
     def step_finished(self, result: StepResult, total: int) -> None:
+        from rich.text import Text
+
         style = {"pass": "green", "inconclusive": "yellow", "fail": "red"}.get(result.word, "bold red")
-        self.console.print(f"[{style}]{result.word.upper():<12}[/{style}]", end=" ")
-        self.console.print(
-            f"[{result.step.number}/{total}] {result.step.name}: {result.summary}", markup=False
-        )
+        rest = f" [{result.step.number}/{total}] {result.step.name}: {result.summary}"
+        self.console.print(Text.assemble((f"{result.word.upper():<12}", style), rest))
 
 
 def final_line(result: PlanResult) -> str:
