@@ -54,6 +54,7 @@ class Tally:
     fingerprints: Counter[str] = field(default_factory=Counter)
     identities: Counter[str] = field(default_factory=Counter)
     pods: Counter[str] = field(default_factory=Counter)
+    http_versions: Counter[str] = field(default_factory=Counter)
     retried: int = 0
     mtls: int = 0
     non_2xx: int = 0
@@ -77,6 +78,8 @@ class Tally:
             self.counts[sample.version] += 1
         if sample.pod is not None:
             self.pods[sample.pod] += 1
+        if sample.http_version is not None:
+            self.http_versions[sample.http_version] += 1
         if sample.identity is not None:
             self.identities[sample.identity] += 1
         self.retried += sample.retried
@@ -140,6 +143,8 @@ class ProbeReport:
     warnings: tuple[str, ...]
     reasons: tuple[str, ...]
     identities: dict[str, int]
+    pods: dict[str, int]
+    http_versions: dict[str, int]
     retried: int
     mtls: int
     elapsed_s: float
@@ -178,6 +183,8 @@ class ProbeReport:
             "fingerprints": self.fingerprints,
             "mtls": {"answers": self.mtls, "identities": self.identities},
             "retried": self.retried,
+            "pods": self.pods,
+            "http_versions": self.http_versions,
             "local_replies": self.local_replies,
             "errors": self.errors,
             "error_details": self.error_details,
@@ -232,11 +239,11 @@ def build_report(config: ProbeConfig, tally: Tally, outcome: RunOutcome, looks: 
     unrouted = {k: tally.fingerprints[k] for k in UNROUTED_KINDS if tally.fingerprints[k]}
     if unrouted:
         kinds = ", ".join(f"{n} {k}" for k, n in sorted(unrouted.items()))
-        what = "this split" if expected else "the split"
+        split_note = ": it did NOT do this split" if expected else ""
         warnings.append(
-            f"NOT ROUTED BY THE MESH: {kinds} of {answered} answers carry no client-sidecar evidence; "
-            f"the VirtualService did not do {what} (caller without a sidecar, or a direct pod/Service "
-            "call), and any ratio seen may come from connection balancing"
+            f"NOT ROUTED BY THE MESH: {kinds} of {answered} answers carry no client-sidecar evidence, "
+            f"so the VirtualService did not route them{split_note} (caller without a sidecar, or a "
+            "direct pod/Service call); any ratio seen may come from connection balancing"
         )
     if config.require_path:
         wrong = {
@@ -317,6 +324,8 @@ def build_report(config: ProbeConfig, tally: Tally, outcome: RunOutcome, looks: 
         warnings=tuple(warnings),
         reasons=tuple(reasons),
         identities=dict(tally.identities),
+        pods=dict(tally.pods),
+        http_versions=dict(tally.http_versions),
         retried=tally.retried,
         mtls=tally.mtls,
         elapsed_s=outcome.elapsed,
@@ -358,6 +367,8 @@ def render_text(report: ProbeReport, out: TextIO) -> None:
     if report.mtls:
         ids = ", ".join(f"{k} ({n})" for k, n in report.identities.items()) or "identity not named"
         w(f"mtls: {report.mtls} answers; caller {ids}\n")
+    if report.http_versions:
+        w("protocol: " + ", ".join(f"{k} {n}" for k, n in report.http_versions.items()) + "\n")
     if report.status_codes:
         w("status: " + ", ".join(f"{k} {n}" for k, n in report.status_codes.items()) + "\n")
     if report.errors:

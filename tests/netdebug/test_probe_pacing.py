@@ -64,6 +64,48 @@ def test_1000_rps_for_10_s_within_1_percent() -> None:
 
 
 @pytest.mark.timeout(60)
+def test_http2_cleartext_against_echo() -> None:
+    echo = tool("echo-server")
+    if echo is None:
+        pytest.skip("echo-server console script not installed")
+    port = free_port()
+    env = {
+        "SERVICE_VERSION": "v2",
+        "HTTP_PORT": "off",
+        "HTTPS_PORT": "off",
+        "H2C_PORT": str(port),
+        "ECHO_BIND": "127.0.0.1",
+        "DISABLE_REQUEST_LOGS": "true",
+    }
+    with running(
+        [echo], env=env, ready=lambda: http_ok(f"http://127.0.0.1:{port}/_echo/readyz"), what="echo"
+    ):
+        out, err = io.StringIO(), io.StringIO()
+        code = main_impl(
+            [
+                "probe",
+                f"http://127.0.0.1:{port}/echo",
+                "--http2",
+                "-n",
+                "50",
+                "--rps",
+                "500",
+                "--expect",
+                "v2=1",
+                "-o",
+                "json",
+            ],
+            ENV,
+            out,
+            err,
+        )
+    doc = json.loads(out.getvalue())
+    assert code == 0, err.getvalue()
+    assert doc["http_versions"] == {"HTTP/2": 100}
+    assert doc["counts"] == {"v2": 100}
+
+
+@pytest.mark.timeout(60)
 def test_ctrl_c_prints_the_partial_report_and_exits_130() -> None:
     with scripted({"/echo": split({"v1": 3, "v2": 1})}) as server:
         cmd = [
