@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from netdebug import manifests
+from netdebug.context import ExitStatus
 from netdebug.mesh.certs import issue_mesh_certs
 from netdebug.mesh.inventory import (
     Document,
@@ -547,7 +548,8 @@ def stop_signals() -> Any:
 def run_mesh_up(config: MeshUpConfig, env: Mapping[str, str], out: IO[str], err: IO[str]) -> int:
     """Start everything, print addresses and `ready`, wait for a stop signal, stop everything.
 
-    Returns 0 after a requested stop, 4 on a runtime failure; raises ManifestError for bad input.
+    Returns 0 after a requested stop, 4 when a child dies; raises ManifestError for bad input and
+    MeshRuntimeError when start-up fails (after stopping whatever had started).
     """
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="netdebug-mesh-") as tmp, stop_signals() as stop_requested:
@@ -577,7 +579,7 @@ def run_mesh_up(config: MeshUpConfig, env: Mapping[str, str], out: IO[str], err:
                         f"netdebug mesh: error: {dead.role} {dead.name} (pid {dead.pid}) exited with status"
                         f" {dead.proc.returncode}; stopping everything. Its output:\n{_tail(dead.log_path)}\n"
                     )
-                    return 4
+                    return ExitStatus.UNREACHABLE
             out.write("stopping\n")
             out.flush()
             return 0
