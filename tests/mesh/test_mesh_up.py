@@ -381,6 +381,20 @@ def test_stop_signal_ends_every_child(tmp_path: Path, sig: signal.Signals) -> No
     assert processes_mentioning(str(tmp_path)) == []
 
 
+def test_a_child_that_dies_stops_the_mesh(tmp_path: Path) -> None:
+    _require_tools()
+    with mesh_up(OVERLAYS / "istio", tmp_path) as mesh:
+        pids = list(mesh.state["pids"])
+        victim = mesh.state["pods"][0]["echo_pid"]
+        os.kill(victim, signal.SIGKILL)  # a child of the mesh this test started
+        wait_until(lambda: mesh.proc.poll() is not None, 30, "mesh up to notice the dead child")
+        code, _, err = mesh.stop()
+    assert code == 4
+    assert f"(pid {victim}) exited with status -9; stopping everything" in err, err
+    assert [pid for pid in pids if pid_alive(pid)] == []
+    assert processes_mentioning(str(tmp_path)) == []
+
+
 # --------------------------------------------------------------------------------------------
 # Bad input: a clear one-line reason, a non-zero exit, nothing left running
 
