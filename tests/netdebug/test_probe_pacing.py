@@ -87,7 +87,7 @@ def test_http2_cleartext_against_echo() -> None:
                 f"http://127.0.0.1:{port}/echo",
                 "--http2",
                 "-n",
-                "50",
+                "100",
                 "--rps",
                 "500",
                 "--expect",
@@ -100,7 +100,7 @@ def test_http2_cleartext_against_echo() -> None:
             err,
         )
     doc = json.loads(out.getvalue())
-    assert code == 0, err.getvalue()
+    assert code == 0, (doc, err.getvalue())
     assert doc["http_versions"] == {"HTTP/2": 100}
     assert doc["counts"] == {"v2": 100}
 
