@@ -66,9 +66,9 @@ def _handler(agent: FakeAgent) -> type[BaseHTTPRequestHandler]:
 
 
 @contextlib.contextmanager
-def serve_agent(**settings: int) -> Iterator[FakeAgent]:
+def serve_agent(not_ready: int = 0, quit_status: int = 200) -> Iterator[FakeAgent]:
     """A fake pilot-agent (health and quit) on a kernel-chosen loopback port, in a thread."""
-    state = FakeAgent(**settings)
+    state = FakeAgent(not_ready=not_ready, quit_status=quit_status)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     state.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
