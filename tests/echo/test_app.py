@@ -11,8 +11,9 @@ import orjson
 import pytest
 
 from echo.app import EchoApp, Readiness, create_app
-from echo.config import EchoConfig, load_config
-from echo.identity import Identity
+from echo.config import EchoConfig, env_var_names, load_config
+from echo.controls import ALL_CONTROLS
+from echo.identity import Identity, identity_from_environ
 from echo.requestlog import FdSink
 
 pytestmark = pytest.mark.anyio
@@ -662,3 +663,78 @@ async def test_lifespan_shutdown_flushes_the_sink() -> None:
     finally:
         os.close(read_end)
         os.close(write_end)
+
+
+# -- docs/echo.md stays true ---------------------------------------------------------------------
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "echo.md"
+
+
+async def test_docs_example_is_current() -> None:
+    environ = {
+        "POD_NAME": "echo-v1-6d5f7c9b8-x2x7q",
+        "POD_NAMESPACE": "echo",
+        "POD_IP": "10.244.1.17",
+        "NODE_NAME": "worker-1",
+        "POD_SERVICE_ACCOUNT": "echo",
+        "SERVICE_VERSION": "v1",
+    }
+    identity = identity_from_environ(environ, "echo-v1-6d5f7c9b8-x2x7q", 'app="echo"\nversion="v1"\n')
+    app = create_app(EchoConfig(), identity, log_sink=lambda line: None)
+    xfcc = (
+        "By=spiffe://cluster.local/ns/echo/sa/echo;"
+        "Hash=2a7d1c0b9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b;"
+        'Subject="";URI=spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account'
+    )
+    headers = [
+        (b"host", b"echo.local"),
+        (b"user-agent", b"curl/8.5.0"),
+        (b"accept", b"*/*"),
+        (b"content-type", b"application/json"),
+        (b"content-length", b"16"),
+        (b"x-forwarded-for", b"203.0.113.10"),
+        (b"x-forwarded-proto", b"https"),
+        (b"x-envoy-external-address", b"203.0.113.10"),
+        (b"x-request-id", b"7f3c2a9e-5b1d-4e8f-9a6c-0d2b4f6e8a1c"),
+        (b"x-envoy-attempt-count", b"1"),
+        (b"traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        (b"x-forwarded-client-cert", xfcc.encode()),
+    ]
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/echo",
+        "query_string": b"greeting=hi",
+        "headers": headers,
+        "client": ("127.0.0.6", 48712),
+    }
+    driver = RawDriver(app, [{"type": "http.request", "body": b'{"hello":"mesh"}', "more_body": False}])
+    await driver.run(scope)
+    generated = driver.sent[1]["body"].decode()
+    text = DOCS.read_text(encoding="utf-8")
+    documented = text.split("<!-- example:begin -->\n```json\n", 1)[1].split(
+        "\n```\n<!-- example:end -->", 1
+    )[0]
+    assert documented == generated
+
+
+def test_docs_cover_every_variable_control_and_endpoint() -> None:
+    text = DOCS.read_text(encoding="utf-8")
+    for name in env_var_names():
+        assert f"`{name}`" in text, name
+    for control in ALL_CONTROLS:
+        assert f"`{control}`" in text, control
+    for endpoint in ("livez", "readyz", "metrics"):
+        assert f"`/_echo/{endpoint}`" in text, endpoint
+    for field in (
+        "sidecar",
+        "evidence",
+        "request_id",
+        "trace",
+        "attempt",
+        "forwarded_for",
+        "client_identity",
+    ):
+        assert f"`{field}`" in text, field
