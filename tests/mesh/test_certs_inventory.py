@@ -133,3 +133,8 @@ def test_kustomize_origin_annotation_names_the_file() -> None:
     assert docs[0].where("spec") == "</w/k8s/base/service.yaml>: Service default/s: spec"
     assert docs[0].data["metadata"]["annotations"] == {"keep": "me"}
     assert docs[1].where() == "rendered (document 2): ServiceAccount default/a"
+
+
+def test_cluster_scoped_kinds_are_named_without_namespace() -> None:
+    (doc,) = parse_documents("apiVersion: v1\nkind: Namespace\nmetadata: {name: echo}\n", "ns.yaml")
+    assert doc.where("metadata.labels") == "ns.yaml (document 1): Namespace echo: metadata.labels"
