@@ -160,6 +160,12 @@ def ca() -> trustme.CA:
 
 @pytest.fixture
 def tls_server(ca: trustme.CA, tmp_path: Path) -> Iterator[TlsServer]:
+    with serve_tls(ca, tmp_path) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def serve_tls(ca: trustme.CA, tmp_path: Path) -> Iterator[TlsServer]:
     """A TLS server on a loopback port (own thread and loop) offering h2 and http/1.1."""
     leaf = ca.issue_cert("echo.local", "localhost", "127.0.0.1")
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

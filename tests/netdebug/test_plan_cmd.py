@@ -17,10 +17,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import trustme
 
 from netdebug import cli
 from netdebug.context import ExitStatus, UsageError
 from netdebug.plan_cmd import ProbeBackend, main_impl, snapshot_text
+from tests.netdebug.test_diag import serve_tls
 from tests.netdebug.test_sidecar import CLASSIC, NATIVE, downward, serve_agent
 from tests.procs import free_port
 
@@ -300,6 +302,34 @@ def test_failures_json_and_worst_exit(upstream: int, tcp_listener: str, tmp_path
         "got an Envoy local reply (no x-envoy-upstream-service-time), expected an upstream",
     ]
     assert no_route["details"]["local_reply"] is True
+
+
+def test_tls_steps(tmp_path: Path) -> None:
+    with serve_tls(trustme.CA(), tmp_path) as server:
+        address = f"127.0.0.1:{server.port}"
+        plan_text = f"""
+        vars: {{address: "{address}", ca: "{server.ca_file}"}}
+        steps:
+          - {{name: h2, tls: {{address: "${{address}}", sni: echo.local, ca: "${{ca}}", expect_alpn: h2,
+                             expect: {{san: [echo.local, "IP:127.0.0.1"]}}}}}}
+          - {{name: h1 only, tls: {{address: "${{address}}", sni: echo.local, ca: "${{ca}}", alpn: [http/1.1],
+                                  expect_alpn: h2}}}}
+          - {{name: untrusted, tls: {{address: "${{address}}", sni: echo.local}}}}
+          - {{name: insecure, tls: {{address: "${{address}}", sni: other.local, insecure: true}}}}
+        """
+        code, out, _ = run_plan(plan_text, tmp_path, "--output", "json")
+    doc = json.loads(out)
+    statuses = {s["name"]: (s["status"], s["summary"]) for s in doc["steps"]}
+    assert statuses["h2"][0] == "pass"
+    assert "ALPN h2, SNI echo.local" in statuses["h2"][1]
+    assert statuses["h1 only"][0] == "fail"
+    assert statuses["h1 only"][1].endswith("; ALPN http/1.1, expected h2")
+    assert statuses["untrusted"][0] == "error"
+    assert statuses["untrusted"][1].startswith("certificate verify failed")
+    assert statuses["insecure"][0] == "pass"
+    assert code == 4
+    cert = doc["steps"][0]["attempts"][0]["details"]["cert"]
+    assert cert["sans"] == ["DNS:echo.local", "DNS:localhost", "IP:127.0.0.1"]
 
 
 def test_http_step_against_nothing_is_unreachable(tmp_path: Path) -> None:
