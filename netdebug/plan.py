@@ -14,6 +14,7 @@ Rules (the reference is docs/netdebug-plan.md):
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -301,7 +302,7 @@ class _Fields:
         number = _as_number(value)
         if number is None:
             raise _FieldError(self.sub(key), f"expected a number, got {_describe(value)}")
-        if number < minimum or (above and number == minimum) or number == float("inf"):
+        if number < minimum or (above and number == minimum):
             bound = f"> {minimum:g}" if above else f">= {minimum:g}"
             raise _FieldError(self.sub(key), f"must be a finite number {bound}, got {number:g}")
         return number
@@ -360,16 +361,20 @@ class _Fields:
 
 
 def _as_number(value: object) -> float | None:
+    """A finite number from a number or a numeric string; None otherwise (NaN and infinity too)."""
     if isinstance(value, bool):
         return None
+    number: float
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
+        number = float(value)
+    elif isinstance(value, str):
         try:
-            return float(value.strip())
+            number = float(value.strip())
         except ValueError:
             return None
-    return None
+    else:
+        return None
+    return number if math.isfinite(number) else None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -351,6 +351,18 @@ ERROR_CASES = [
         id="http-timeout-not-number",
     ),
     pytest.param(
+        "steps: [{name: a, http: {url: 'http://x', timeout: .nan}}]",
+        {},
+        'p.yaml: step 1 "a": field http.timeout: expected a number, got nan',
+        id="http-nan-timeout",
+    ),
+    pytest.param(
+        "steps: [{name: a, dns: {name: x}, repeat: {max_attempts: .inf}}]",
+        {},
+        'p.yaml: step 1 "a": field repeat.max_attempts: expected an integer, got inf',
+        id="repeat-infinite",
+    ),
+    pytest.param(
         "steps: [{name: a, http: {url: 'http://x', http2: maybe}}]",
         {},
         'p.yaml: step 1 "a": field http.http2: expected true or false',
