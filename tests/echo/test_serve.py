@@ -15,6 +15,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ import websockets.sync.client
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.procs import free_port, running, wait_until
+from tests.procs import free_port, port_open, running, wait_until
 
 ECHO = [sys.executable, "-m", "echo"]
 READY_PATH = "/_echo/readyz"
@@ -465,19 +466,38 @@ def _in_flight(port: int) -> int:
     raise AssertionError("no echo_in_flight_requests gauge in /_echo/metrics")
 
 
+SLOW_MS = 2500
+
+
 def _background_get(url: str, **kwargs: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    """A GET delayed SLOW_MS by the server, in a thread; records the response and when it arrived."""
     outcome: dict[str, Any] = {}
 
     def call() -> None:
         try:
             with httpx.Client(timeout=30, **kwargs) as client:
-                outcome["response"] = client.get(url, headers={"x-set-response-delay-ms": "1500"})
+                outcome["response"] = client.get(url, headers={"x-set-response-delay-ms": str(SLOW_MS)})
+                outcome["at"] = time.monotonic()
         except httpx.HTTPError as error:
             outcome["error"] = error
 
     thread = threading.Thread(target=call, daemon=True)
     thread.start()
     return thread, outcome
+
+
+def _signal_while_in_flight(echo: Echo, signum: int, outcome: dict[str, Any]) -> float:
+    wait_until(lambda: _in_flight(echo.http) >= 1, 10, "the slow request to be in flight")
+    signalled = time.monotonic()
+    echo.proc.send_signal(signum)
+    return signalled
+
+
+def _assert_completed_after(outcome: dict[str, Any], signalled: float) -> None:
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["response"].status_code == 200
+    # It really was in flight when the signal arrived (else this test would prove nothing).
+    assert outcome["at"] > signalled
 
 
 @pytest.mark.parametrize(
@@ -490,13 +510,12 @@ def _background_get(url: str, **kwargs: Any) -> tuple[threading.Thread, dict[str
     ],
 )
 def test_drain_finishes_in_flight_and_serves_new_requests(pki: PKI, signum: int, scheme: str) -> None:
-    with echo_server(_tls_env(pki) | {"ECHO_DRAIN_SECONDS": "3"}) as echo:
+    with echo_server(_tls_env(pki) | {"ECHO_DRAIN_SECONDS": "5"}) as echo:
         client_options: dict[str, Any] = {}
         if scheme.startswith("https"):
             client_options = {"verify": pki.client_context(), "http2": scheme == "https"}
         thread, outcome = _background_get(echo.url("/slow", scheme.split("-")[0]), **client_options)
-        wait_until(lambda: _in_flight(echo.http) >= 1, 10, "the slow request to be in flight")
-        echo.proc.send_signal(signum)
+        signalled = _signal_while_in_flight(echo, signum, outcome)
         wait_until(
             lambda: httpx.get(echo.url(READY_PATH)).status_code == 503,
             5,
@@ -506,8 +525,7 @@ def test_drain_finishes_in_flight_and_serves_new_requests(pki: PKI, signum: int,
         assert during.status_code == 200
         assert during.json()["path"] == "/new-during-drain"
         thread.join(30)
-        assert "error" not in outcome, outcome.get("error")
-        assert outcome["response"].status_code == 200
+        _assert_completed_after(outcome, signalled)
         assert echo.proc.wait(30) == 0
 
 
@@ -515,10 +533,17 @@ def test_in_flight_request_outlives_a_short_drain() -> None:
     """Drain 0 s: listeners close at once, but a request already being served still completes."""
     with echo_server(https=False) as echo:
         thread, outcome = _background_get(echo.url("/slow"))
-        wait_until(lambda: _in_flight(echo.http) >= 1, 10, "the slow request to be in flight")
-        echo.proc.send_signal(signal.SIGTERM)
+        signalled = _signal_while_in_flight(echo, signal.SIGTERM, outcome)
+        wait_until(lambda: not port_open(echo.http), 5, "the HTTP listener to close")
+        assert echo.proc.poll() is None  # still finishing the slow request
         thread.join(30)
-        assert outcome["response"].status_code == 200
+        _assert_completed_after(outcome, signalled)
         assert echo.proc.wait(30) == 0
-        with pytest.raises(httpx.ConnectError):
-            httpx.get(echo.url("/"))
+
+
+def test_second_signal_cuts_the_drain_short() -> None:
+    with echo_server(https=False, env={"ECHO_DRAIN_SECONDS": "600"}) as echo:
+        echo.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: httpx.get(echo.url(READY_PATH)).status_code == 503, 5, "draining")
+        echo.proc.send_signal(signal.SIGTERM)
+        assert echo.proc.wait(20) == 0
