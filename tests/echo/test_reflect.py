@@ -204,6 +204,38 @@ def test_parse_query(query: bytes, expected: dict[str, object]) -> None:
     assert parse_query(query) == expected
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        b"a=1",
+        b"a=1&&b=2",
+        b"=x",
+        b"a==b",
+        b"k=v=w",
+        b"&",
+        b"x&y=",
+        b"a=1&a=2&a=",
+        b"q=%41+b",
+        b"q=%zz",
+        b"caf\xc3\xa9=1",
+    ],
+)
+def test_parse_query_fast_path_matches_parse_qsl(query: bytes) -> None:
+    from urllib.parse import parse_qsl
+
+    expected: dict[str, object] = {}
+    for key, value in parse_qsl(query.decode(), keep_blank_values=True):
+        previous = expected.get(key)
+        expected[key] = (
+            value
+            if previous is None
+            else [*previous, value]
+            if isinstance(previous, list)
+            else [previous, value]
+        )
+    assert parse_query(query) == expected
+
+
 def test_unsafe_path_is_escaped() -> None:
     path = b"/caf\xff".decode("utf-8", "surrogateescape")
     doc = run(make_scope(path))
@@ -397,8 +429,14 @@ def test_tls_fields_with_client_certificate() -> None:
             "not_before": "2026-01-01T00:00:00Z",
             "not_after": "2026-12-31T23:59:59Z",
             "sha256": sha256,
+            "verified": False,
         },
     }
+    verified = run(
+        make_scope(scheme="https", extensions={"meshecho.tls": {**tls, "peer_cert_verified": True}})
+    )
+    assert verified["tls"]["client_certificate"]["verified"] is True
+    assert doc["tls"]["client_certificate"]["verified"] is False  # the cached parse was not mutated
     node = doc["clientCertificate"]
     assert node["subject"] == {"O": "meshecho tests", "CN": "client"}
     assert node["issuer"] == {"CN": "test ca"}
