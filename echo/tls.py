@@ -2,8 +2,8 @@
 
 Invariants:
 - Without HTTPS_CERT_FILE/HTTPS_KEY_FILE a fresh ECDSA P-256 certificate is generated at start, in
-  memory; it touches disk only for the instant `SSLContext.load_cert_chain` needs a path (a private
-  0700 directory under the temp dir, removed at once), so a read-only root with a writable /tmp works.
+  memory. `SSLContext.load_cert_chain` needs paths: memfd files (never on disk) where available, else
+  a private directory under the temp dir, removed at once. A read-only root filesystem works.
 - Given certificate/key files are validated before use; every problem becomes one `TLSSetupError` line.
 - The facts handed to the app per connection follow the serving→app contract:
   {"version", "cipher", "alpn", "sni", "peer_cert_der"} (+ "peer_cert_verified").
@@ -20,7 +20,7 @@ import re
 import ssl
 import tempfile
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -269,17 +269,48 @@ def accept_unverified_client_certificates(context: ssl.SSLContext) -> bool:
 
 
 def _load_chain(context: ssl.SSLContext, certificate: ServerCertificate) -> None:
-    # ssl only loads certificates from paths: write them to a private directory and remove it at once.
+    """Load PEM bytes into the context. `ssl` only loads certificates from paths, so the bytes go to
+    anonymous in-memory files (memfd, read through /proc/self/fd) where the kernel offers them, else
+    to a private directory under the temp dir that is removed at once."""
+    try:
+        with _pem_paths(certificate) as (cert_path, key_path):
+            context.load_cert_chain(certfile=cert_path, keyfile=key_path)
+    except ssl.SSLError as error:
+        raise TLSSetupError(f"certificate {certificate.source}: {_reason(error)}") from None
+    except OSError as error:
+        raise TLSSetupError(
+            f"cannot stage the certificate for OpenSSL ({error.strerror or error}): "
+            "mount a writable /tmp (or set TMPDIR)"
+        ) from None
+
+
+@contextlib.contextmanager
+def _pem_paths(certificate: ServerCertificate) -> Iterator[tuple[str, str]]:
+    fds: list[int] = []
+    memfd_create = getattr(os, "memfd_create", None)
+    if memfd_create is not None and Path("/proc/self/fd").is_dir():
+        try:
+            for blob in (certificate.cert_pem, certificate.key_pem):
+                fds.append(memfd_create("echo-tls", os.MFD_CLOEXEC))
+                os.write(fds[-1], blob)
+        except OSError:  # no memfd here: fall back to the temp directory
+            for fd in fds:
+                os.close(fd)
+            fds = []
+    if fds:
+        try:
+            yield f"/proc/self/fd/{fds[0]}", f"/proc/self/fd/{fds[1]}"
+        finally:
+            for fd in fds:
+                os.close(fd)
+        return
     with tempfile.TemporaryDirectory(prefix="echo-tls-") as directory:
         cert_path = Path(directory) / "cert.pem"
         key_path = Path(directory) / "key.pem"
         cert_path.write_bytes(certificate.cert_pem)
         key_path.touch(mode=0o600)
         key_path.write_bytes(certificate.key_pem)
-        try:
-            context.load_cert_chain(certfile=os.fspath(cert_path), keyfile=os.fspath(key_path))
-        except ssl.SSLError as error:
-            raise TLSSetupError(f"certificate {certificate.source}: {_reason(error)}") from None
+        yield os.fspath(cert_path), os.fspath(key_path)
 
 
 def _read(path: str, what: str) -> bytes:

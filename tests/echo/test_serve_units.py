@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import datetime
 import io
+import os
+import re
 import socket
 import ssl
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from echo.config import load_config
 from echo.identity import Identity
 from echo.serve import ServeError, ServeOptions, bound_listeners, describe
 from echo.tls import (
+    ServerCertificate,
     SNIRecorder,
     TLSOptions,
     TLSSetupError,
@@ -175,8 +179,39 @@ def test_bad_client_ca_bundle_is_a_one_line_error(pair: dict[str, Path]) -> None
     options = TLSOptions(
         None, None, mtls=True, client_ca_file=str(pair["garbage"]), dns_names=(), ip_addresses=()
     )
-    with pytest.raises(TLSSetupError, match=f"^client CA bundle {pair['garbage']}: "):
+    with pytest.raises(TLSSetupError, match="^" + re.escape(f"client CA bundle {pair['garbage']}: ")):
         server_context(options, generate_self_signed(["localhost"], [], NOW))
+
+
+@pytest.mark.parametrize(
+    "memfd", [pytest.param(True, id="memfd"), pytest.param(False, id="temp-dir-fallback")]
+)
+def test_generated_certificate_loads_without_a_writable_root(
+    monkeypatch: pytest.MonkeyPatch, memfd: bool
+) -> None:
+    if not memfd:
+        monkeypatch.setattr(os, "memfd_create", _no_memfd, raising=False)
+    tls = server_context(NO_TLS_FILES, generate_self_signed(["localhost"], [], NOW))
+    assert tls.context.cert_store_stats() is not None
+
+
+def test_nowhere_to_stage_the_certificate_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "memfd_create", _no_memfd, raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", "/nonexistent/echo-test-tmp")
+    with pytest.raises(TLSSetupError, match="mount a writable /tmp"):
+        server_context(NO_TLS_FILES, generate_self_signed(["localhost"], [], NOW))
+
+
+def test_mismatched_pem_bytes_are_a_one_line_error() -> None:
+    one = generate_self_signed(["localhost"], [], NOW)
+    other = generate_self_signed(["localhost"], [], NOW)
+    mixed = ServerCertificate(cert_pem=one.cert_pem, key_pem=other.key_pem, source="mixed.pem", key_type="x")
+    with pytest.raises(TLSSetupError, match=r"^certificate mixed\.pem: key values mismatch"):
+        server_context(NO_TLS_FILES, mixed)
+
+
+def _no_memfd(name: str, flags: int = 0) -> int:
+    raise OSError(38, "Function not implemented")
 
 
 class FakeSSLObject:
