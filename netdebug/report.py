@@ -477,11 +477,13 @@ def live_view(get: Callable[[], ProbeSnapshot | None]) -> Any:
                 + f" requests  {snap.elapsed:5.1f}s  {snap.rate:7.1f} req/s  "
                 f"errors {snap.errors}  local replies {snap.local_replies}  non-2xx {snap.non_2xx}"
             )
-            parts: list[Any] = [head]
-            if snap.planned:
-                parts.append(ProgressBar(total=snap.planned, completed=snap.done, width=60))
             total = sum(snap.counts.values())
             grid = Table.grid(padding=(0, 1))
+            if snap.planned:
+                done_pct = 100.0 * snap.done / snap.planned
+                grid.add_row(
+                    "progress", ProgressBar(total=100, completed=done_pct, width=40), f"{done_pct:5.1f}%", ""
+                )
             names = list(snap.expected or {}) + sorted(set(snap.counts) - set(snap.expected or {}))
             for name in names:
                 n = snap.counts.get(name, 0)
@@ -493,8 +495,7 @@ def live_view(get: Callable[[], ProbeSnapshot | None]) -> Any:
                     f"{pct:5.1f}%",
                     "" if exp is None else f"(expected {exp:.1f}%)",
                 )
-            parts.append(grid)
-            return Group(*parts)
+            return Group(head, grid)
 
     return _View()
 

@@ -232,3 +232,10 @@ def test_help_lists_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     ):
         assert line in text
     assert "--expect-from" in text
+
+
+def test_forced_live_view_still_ends_with_the_report() -> None:
+    with scripted({"/echo": split({"v1": 3, "v2": 1})}) as server:
+        code, out, _ = probe(server.url(), *FAST, "-n", "400", "--expect", "v1=75,v2=25", "--live", "yes")
+    assert code == 0
+    assert "verdict: PASS (exit 0)" in out

@@ -8,7 +8,16 @@ import pytest
 from netdebug.client import Sample
 from netdebug.context import ExitStatus
 from netdebug.probe_config import ProbeConfig
-from netdebug.report import Tally, build_report, render_json, render_rich, render_text, request_line
+from netdebug.report import (
+    ProbeSnapshot,
+    Tally,
+    build_report,
+    live_view,
+    render_json,
+    render_rich,
+    render_text,
+    request_line,
+)
 from netdebug.runner import RunOutcome, Timing
 
 CONTRACT_KEYS = {
@@ -187,3 +196,32 @@ def test_request_line() -> None:
         "http_version": "HTTP/1.1",
         "error": None,
     }
+
+
+def test_live_view_renders_the_latest_snapshot() -> None:
+    from rich.console import Console
+
+    snap = ProbeSnapshot(
+        done=50,
+        planned=100,
+        elapsed=1.0,
+        counts={"v1": 30, "v3": 10},
+        expected={"v1": 75.0, "v2": 25.0},
+        errors=2,
+        local_replies=1,
+        non_2xx=1,
+        rate=50.0,
+    )
+    latest: list[ProbeSnapshot] = []
+    view = live_view(lambda: latest[0] if latest else None)
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=120)
+    console.print(view)
+    assert "starting" in buffer.getvalue()
+    latest.append(snap)
+    console.print(view)
+    out = buffer.getvalue()
+    assert "50/100 requests" in out
+    assert "errors 2  local replies 1  non-2xx 1" in out
+    assert "75.0% (expected 75.0%)" in out
+    assert "v3" in out
