@@ -45,6 +45,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 JSON_CONTENT_TYPE = b"application/json; charset=utf-8"
+_NO_BODY_STATUSES = frozenset({204, 304})
 _JSON_OPTIONS = orjson.OPT_INDENT_2  # mendhak (Express 'json spaces' 2) pretty-prints; keep it
 
 
@@ -165,16 +166,26 @@ class EchoApp:
         body: bytes,
         content_type: bytes = JSON_CONTENT_TYPE,
         extra: list[tuple[bytes, bytes]] | None = None,
-    ) -> None:
-        headers = [
-            (b"content-type", content_type),
-            (b"content-length", str(len(body)).encode()),
-            *self._base_headers,
-        ]
+    ) -> int:
+        """Send one response; returns the body bytes actually sent (for the log)."""
+        if status in _NO_BODY_STATUSES:
+            # RFC 9110: 204 and 304 have no content, and a stray body would corrupt the next
+            # response on a kept-alive connection. Express drops it the same way.
+            headers = [*self._base_headers]
+            body = b""
+        else:
+            headers = [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+                *self._base_headers,
+            ]
         if extra:
             headers += extra
+        if scope["method"] == "HEAD":
+            body = b""
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+        await send({"type": "http.response.body", "body": body})
+        return len(body)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
@@ -235,8 +246,8 @@ class EchoApp:
             body = _json(
                 {"error": f"request headers total {header_bytes} bytes, more than {self._max_header_size}"}
             )
-            await self._respond(send, scope, 431, body, extra=self._close(scope))
-            return 431, (headers, 0, len(body))
+            sent = await self._respond(send, scope, 431, body, extra=self._close(scope))
+            return 431, (headers, 0, sent)
 
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self._max_body:
@@ -278,8 +289,8 @@ class EchoApp:
                     )
                 except ctl.ControlError as exc:
                     error = _json(exc.to_json())
-                    await self._respond(send, scope, 400, error)
-                    return 400, (headers, received, len(error))
+                    sent = await self._respond(send, scope, 400, error)
+                    return 400, (headers, received, sent)
 
         status = controls.status or 200
         extra: list[tuple[bytes, bytes]] = []
@@ -314,8 +325,8 @@ class EchoApp:
             await self._sleep(controls.delay_ms / 1000)
         for name, value in controls.headers:
             extra.append((name.lower().encode("latin-1"), value.encode("utf-8", "replace")))
-        await self._respond(send, scope, status, response_body, content_type, extra)
-        return status, (headers, received, len(response_body))
+        sent = await self._respond(send, scope, status, response_body, content_type, extra)
+        return status, (headers, received, sent)
 
     @staticmethod
     def _close(scope: Scope) -> list[tuple[bytes, bytes]]:
@@ -326,8 +337,8 @@ class EchoApp:
         self, scope: Scope, send: Send, headers: Mapping[str, str], received: int
     ) -> tuple[int, tuple[Mapping[str, str], int, int]]:
         body = _json({"error": f"request body larger than {self._max_body} bytes", "limit": self._max_body})
-        await self._respond(send, scope, 413, body, extra=self._close(scope))
-        return 413, (headers, received, len(body))
+        sent = await self._respond(send, scope, 413, body)
+        return 413, (headers, received, sent)
 
     # -- admin ------------------------------------------------------------------------------------
 
