@@ -200,17 +200,9 @@ class Prober:
             https = url.scheme == "https"
             original = httpx.URL(options.url)
             default_port = 443 if https else 80
-            host_header = target.host_header or (
-                original.host
-                if (original.port or default_port) == default_port
-                else f"{original.host}:{original.port}"
-            )
-            if (
-                ":" in host_header.rsplit("]", 1)[-1]
-                and host_header.count(":") > 1
-                and "[" not in host_header
-            ):
-                host_header = f"[{host_header}]"
+            host = f"[{original.host}]" if ":" in original.host else original.host
+            port = original.port or default_port
+            host_header = target.host_header or (host if port == default_port else f"{host}:{port}")
             path = url.raw_path.decode("ascii") or "/"
             request = build_request(
                 options.method, path, host_header, options.headers, options.body, options.new_connection

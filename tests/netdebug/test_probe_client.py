@@ -295,3 +295,26 @@ async def test_httpx_path_in_process() -> None:
     )
     samples = await _run(prober, 4)
     assert [s.version for s in samples] == ["v1", "v2", "v1", "v2"]
+
+
+@pytest.mark.anyio
+async def test_h1_ipv6_literal_host_header() -> None:
+    seen: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 200 OK\r\nx-echo-version: v1\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    try:
+        server = await asyncio.start_server(handle, "::1", 0)
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    port = server.sockets[0].getsockname()[1]
+    try:
+        samples = await _run(Prober(options(f"http://[::1]:{port}/echo")), 1)
+    finally:
+        server.close()
+    assert samples[0].version == "v1"
+    assert f"host: [::1]:{port}".encode() in seen[0]
