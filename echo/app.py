@@ -201,7 +201,7 @@ class EchoApp:
         elapsed = self._clock() - start
         method: str = scope["method"]
         self.metrics.observe(method, status, elapsed)
-        if self._log_enabled and (self._log_ignore is None or not self._log_ignore.search(path)):
+        if self._log_enabled and (self._log_ignore is None or not self._log_ignore.fullmatch(path)):
             client = scope.get("client")
             self._log_sink(
                 log_line(

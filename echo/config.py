@@ -132,7 +132,7 @@ _SETTINGS: dict[str, _Setting] = {
         "JWT_HEADER", "--jwt-header", "request header holding a JWT to decode into 'jwt'", "NAME"
     ),
     "log_ignore_path": _Setting(
-        "LOG_IGNORE_PATH", None, "regular expression: request paths it matches are not logged", "REGEX"
+        "LOG_IGNORE_PATH", None, "path, or regular expression matching whole paths, not to log", "REGEX"
     ),
     "disable_request_logs": _Setting(
         "DISABLE_REQUEST_LOGS",

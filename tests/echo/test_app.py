@@ -539,8 +539,9 @@ async def test_request_log_line(harness: Harness, client: httpx.AsyncClient) -> 
     ("env", "logged"),
     [
         pytest.param({"DISABLE_REQUEST_LOGS": "true"}, [], id="disabled"),
-        pytest.param({"LOG_IGNORE_PATH": "^/ping$"}, ["/pingx", "/other"], id="regex"),
-        pytest.param({"LOG_IGNORE_PATH": "/ping"}, ["/other"], id="substring-regex"),
+        pytest.param({"LOG_IGNORE_PATH": "/ping"}, ["/pingx", "/other"], id="exact-path-as-mendhak"),
+        pytest.param({"LOG_IGNORE_PATH": "/ping.*"}, ["/other"], id="regex"),
+        pytest.param({"LOG_IGNORE_PATH": "/"}, ["/ping", "/pingx", "/other"], id="slash-is-not-everything"),
         pytest.param({"LOG_WITHOUT_NEWLINE": "true"}, ["/ping", "/pingx", "/other"], id="one-line-anyway"),
     ],
 )
