@@ -55,6 +55,12 @@ class Readiness(StrEnum):
     DRAINING = "draining"
 
 
+def _header_value(text: str) -> bytes:
+    """A header-safe rendering of an identity value: control characters (CR/LF!) become '?'."""
+    cleaned = "".join("?" if ord(char) < 0x20 or ord(char) == 0x7F else char for char in text)
+    return cleaned.encode("latin-1", "replace")
+
+
 def _json(value: object) -> bytes:
     return orjson.dumps(value)
 
@@ -90,8 +96,8 @@ class EchoApp:
         self._max_body = config.max_body_bytes
         self._max_delay_ms = config.max_delay_ms
         self._identity_headers: list[tuple[bytes, bytes]] = [
-            (b"x-echo-pod", identity.name.encode("latin-1", "replace")),
-            (b"x-echo-version", identity.version.encode("latin-1", "replace")),
+            (b"x-echo-pod", _header_value(identity.name)),
+            (b"x-echo-version", _header_value(identity.version)),
         ]
         self._cors_headers: list[tuple[bytes, bytes]] = []
         if config.cors_allow_origin is not None:

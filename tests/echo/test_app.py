@@ -750,3 +750,17 @@ def test_docs_cover_every_variable_control_and_endpoint() -> None:
         "client_identity",
     ):
         assert f"`{field}`" in text, field
+
+
+async def test_metrics_bound_method_cardinality_and_escape_labels() -> None:
+    identity = Identity(name='pod"with\\quotes', hostname="h", version="v\n2")
+    app = create_app(EchoConfig(), identity, log_sink=lambda line: None)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://e") as client:
+        await client.request("PROPFIND", "/x")
+        await client.request("BREW", "/x")
+        response = await client.get("/_echo/metrics")
+        text = response.text
+    assert response.headers["x-echo-version"] == "v?2"  # no header injection from a version value
+    labels = 'version="v\\n2",pod="pod\\"with\\\\quotes"'
+    assert f'echo_requests_total{{method="other",status="200",{labels}}} 2' in text
+    assert "PROPFIND" not in text

@@ -66,6 +66,10 @@ def test_fallbacks(environ: dict[str, str], labels: str | None, name: str, versi
         pytest.param(r'a="\u00e9t\u00e9"', {"a": "été"}, id="unicode-escape"),
         pytest.param(r'a="\xc3\xa9"', {"a": "é"}, id="utf8-byte-escapes"),
         pytest.param(r'a="\U0001F600"', {"a": "\U0001f600"}, id="long-unicode-escape"),
+        pytest.param(r'a="\xc3\xa9t\xc3\xa9"', {"a": "été"}, id="byte-escapes-then-text"),
+        pytest.param(r'a="\xc3\xa9\u00e9\xc3\xa9\n"', {"a": "ééé\n"}, id="byte-escapes-around-escapes"),
+        pytest.param(r'a="\xff!"', {"a": "\ufffd!"}, id="invalid-utf8-bytes-replaced"),
+        pytest.param(r'a="\U00110000"', {"a": "\ufffd"}, id="beyond-unicode"),
         pytest.param('a="été"', {"a": "été"}, id="raw-unicode"),
         pytest.param(
             'app.kubernetes.io/name="echo"\npod-template-hash="7d9c"',
