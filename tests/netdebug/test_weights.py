@@ -103,13 +103,21 @@ spec:
     ("text", "url", "host", "expected"),
     [
         pytest.param(VS, "http://echo-service/echo", None, {"v1": 75.0, "v2": 25.0}, id="vs-prefix"),
-        pytest.param(VS, "http://echo-service.echo.svc.cluster.local/echo/x", None, {"v1": 75.0, "v2": 25.0},
-                     id="vs-fqdn"),
+        pytest.param(
+            VS,
+            "http://echo-service.echo.svc.cluster.local/echo/x",
+            None,
+            {"v1": 75.0, "v2": 25.0},
+            id="vs-fqdn",
+        ),
         pytest.param(VS, "http://echo-service/echo/v2-only", None, {"v2": 100.0}, id="vs-exact-first"),
-        pytest.param(VS, "http://127.0.0.1:8080/echo", "echo.local", {"v1": 75.0, "v2": 25.0},
-                     id="vs-host-header"),
+        pytest.param(
+            VS, "http://127.0.0.1:8080/echo", "echo.local", {"v1": 75.0, "v2": 25.0}, id="vs-host-header"
+        ),
         pytest.param(HTTPROUTE, "http://echo-service/echo", None, {"v1": 90.0, "v2": 10.0}, id="httproute"),
-        pytest.param(HTTPROUTE, "http://echo-service/echoes", None, {"v1": 1.0}, id="httproute-element-prefix"),
+        pytest.param(
+            HTTPROUTE, "http://echo-service/echoes", None, {"v1": 1.0}, id="httproute-element-prefix"
+        ),
     ],
 )
 def test_weights_from_routes(text: str, url: str, host: str | None, expected: dict[str, float]) -> None:
