@@ -276,6 +276,7 @@ def test_parse_traceparent(value: str, expected: dict[str, Any] | None) -> None:
         pytest.param("x", None, id="bad-sampling-only"),
         pytest.param("64fe8b2a57d3eff7-e457b5a2e4d86bd1-7", None, id="bad-sampled"),
         pytest.param("64fe8b2a57d3eff7-e457", None, id="short-span"),
+        pytest.param("64fe8b2a57d3eff7-zzzzzzzzzzzzzzzz", None, id="non-hex-span"),
         pytest.param("64fe8b2a57d3eff7-e457b5a2e4d86bd1-1-zz", None, id="bad-parent"),
         pytest.param("a-b-c-d-e", None, id="too-many"),
     ],
