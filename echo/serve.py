@@ -27,12 +27,15 @@ from collections.abc import Awaitable, Callable, Generator, Iterator, MutableMap
 from dataclasses import dataclass
 from typing import Any, TextIO, cast
 
+import h2.events
+import hypercorn.protocol
 import uvicorn
 import uvloop
 from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config as HypercornConfig
+from hypercorn.protocol.h2 import H2Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from echo.tls import ServerTLS, TLSOptions, TLSSetupError, server_certificate, server_context, tls_facts
@@ -470,6 +473,28 @@ class _WithTLSFacts:
             extensions = scope["extensions"] = {}
         extensions[TLS_EXTENSION] = self._facts
         await self._inner(scope, receive, send, sync_spawn, call_soon)
+
+
+class _H2Protocol(H2Protocol):
+    """hypercorn's HTTP/2 protocol, tolerant of request data after a complete response.
+
+    When the app answers before the request body has arrived (a 413, a redirect), hypercorn forgets
+    the stream, and the client's next DATA frame raises KeyError, which drops the whole connection
+    with every other stream on it. Here such data is discarded instead (never buffered) and its
+    bytes are handed back to the connection's flow-control window so other streams keep flowing.
+    """
+
+    async def _handle_events(self, events: list[h2.events.Event]) -> None:
+        for event in events:
+            if isinstance(event, h2.events.DataReceived) and event.stream_id not in self.streams:
+                self.connection.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                continue
+            await super()._handle_events([event])
+
+
+# hypercorn's ProtocolWrapper picks its HTTP/2 class from this module attribute; this process is
+# the only user of hypercorn, so replacing it is the narrowest way to apply the fix above.
+setattr(hypercorn.protocol, "H2Protocol", _H2Protocol)  # noqa: B010 - not re-exported for mypy
 
 
 class _HypercornConnections:
