@@ -319,6 +319,8 @@ def build_probe_config(
         _ = parts.port
     except ValueError:
         raise UsageError(f"'{url_value}' has an invalid port") from None
+    if any(c.isspace() for c in url) or not re.fullmatch(r"[A-Za-z0-9._~\-\[\]:%]+", parts.hostname):
+        raise UsageError(f"'{url_value}' has an invalid host name")
 
     requests = _number("requests", values, env, kind=_int_kind, low=1)
     duration = _number("duration", values, env, kind=_duration, low=0, low_open=True)

@@ -110,6 +110,8 @@ def test_values_and_precedence(
         pytest.param({"url": None}, {}, "URL is required", id="no-url"),
         pytest.param({"url": "ftp://x/"}, {}, "not an http", id="bad-scheme"),
         pytest.param({"url": "http://x:99999/"}, {}, "invalid port", id="bad-port"),
+        pytest.param({"url": "http://exa mple/"}, {}, "invalid host name", id="space-in-host"),
+        pytest.param({"url": "http://a_b!/"}, {}, "invalid host name", id="bad-host-char"),
         pytest.param({"rps": "0"}, {}, "must be > 0", id="zero-rps"),
         pytest.param({"rps": "fast"}, {}, "not a valid number", id="rps-word"),
         pytest.param({}, {"NETDEBUG_REQUESTS": "-3"}, "NETDEBUG_REQUESTS: -3 must be >= 1", id="env-named"),
