@@ -339,7 +339,7 @@ def _raw_connection(echo: Echo, scheme: str, pki: PKI | None) -> Iterator[socket
 LISTENERS = [pytest.param("http", id="http-uvicorn"), pytest.param("https", id="https-hypercorn")]
 
 
-@pytest.mark.parametrize("scheme", LISTENERS)
+@pytest.mark.parametrize("scheme", [*LISTENERS, pytest.param("h2c", id="h2c-port-http1.1-hypercorn")])
 @pytest.mark.parametrize(
     ("header_bytes", "complete"),
     [
@@ -362,7 +362,7 @@ def test_headers_over_max_header_size_get_431(
     assert httpx.get(shared.url("/small")).status_code == 200
 
 
-@pytest.mark.parametrize("scheme", LISTENERS)
+@pytest.mark.parametrize("scheme", [*LISTENERS, pytest.param("h2c", id="h2c-port-http1.1-hypercorn")])
 @pytest.mark.parametrize(
     "framing",
     [
