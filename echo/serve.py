@@ -1,7 +1,8 @@
 """Serving: every listener of echo-server in one process, on one uvloop event loop.
 
 - plain HTTP/1.1 (+ WebSocket) on HTTP_PORT: uvicorn with httptools (the fast path);
-- HTTPS on HTTPS_PORT: hypercorn, ALPN h2 + http/1.1, TLS facts put into each request's scope;
+- HTTPS on HTTPS_PORT, ALPN h2 + http/1.1: after the handshake, h2 goes to hypercorn and HTTP/1.1 to
+  the same uvicorn/httptools protocol as the plain port; TLS facts go into every request's scope;
 - cleartext HTTP/2 on H2C_PORT (off by default): hypercorn, prior knowledge and `Upgrade: h2c`.
   httptools cannot speak HTTP/2, so h2c gets its own port rather than slowing the plain one.
 
