@@ -615,7 +615,13 @@ def parse_plan(
     steps: list[Step] = []
     seen: dict[str, int] = {}
     for number, value in enumerate(steps_value, start=1):
-        step = _step(number, value, vars_, source)
+        try:
+            step = _step(number, value, vars_, source)
+        except RecursionError:
+            # YAML aliases can build a structure that contains itself (`&a {x: *a}`).
+            raise PlanError(
+                f"{source}: step {number}: nested too deeply (a YAML alias refers to itself?)"
+            ) from None
         if step.name in seen:
             raise PlanError(f"{source}: {step.label}: duplicate name (step {seen[step.name]} has it too)")
         seen[step.name] = number

@@ -272,6 +272,7 @@ ERROR_CASES = [
         "p.yaml: vars: bad variable name 'a b'",
         id="var-bad-name",
     ),
+    pytest.param("steps: [&a {name: x, http: *a}]", {}, "p.yaml: step 1: nested too deeply", id="self-alias"),
     pytest.param("steps: [42]", {}, "p.yaml: step 1: expected a mapping with a name", id="step-not-mapping"),
     pytest.param("steps: [{dns: {name: x}}]", {}, "p.yaml: step 1: field name: required", id="missing-name"),
     pytest.param(
