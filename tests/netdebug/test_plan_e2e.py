@@ -167,8 +167,9 @@ def test_tutorial_plan_passes_on_the_local_mesh(local_mesh: dict[str, Any]) -> N
     sidecar_url = local_mesh["client_sidecar"]["url"]
     gateway_url = local_mesh["gateway"]["url"]
     plan = REPO / "k8s" / "netdebug" / "plan.yaml"
-    # 600 answers with a 10-point tolerance: a true 75/25 split fails one attempt with p < 3e-4, so
-    # missing 3 passes in a row within 10 attempts is rarer than 1e-8.
+    # 600 answers, 10-point tolerance: a true 75/25 split misses an attempt with probability ~1e-3 (the
+    # chi-square alarm at alpha 0.001; the ±10-point interval check adds ~1e-4). Not converging needs at
+    # least 3 misses among 10 attempts (mesh, 3 in a row) or 6 (gateway, 2 in a row): ~1.2e-7 + 2e-8.
     code, doc, _ = netdebug(
         [
             "plan",
