@@ -522,6 +522,7 @@ def _assert_completed_after(outcome: dict[str, Any], signalled: float) -> None:
     assert outcome["at"] > signalled
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("signum", "scheme"),
     [
@@ -551,6 +552,7 @@ def test_drain_finishes_in_flight_and_serves_new_requests(pki: PKI, signum: int,
         assert echo.proc.wait(30) == 0
 
 
+@pytest.mark.slow
 def test_in_flight_request_outlives_a_short_drain() -> None:
     """Drain 0 s: listeners close at once, but a request already being served still completes."""
     with echo_server(https=False) as echo:
@@ -563,6 +565,7 @@ def test_in_flight_request_outlives_a_short_drain() -> None:
         assert echo.proc.wait(30) == 0
 
 
+@pytest.mark.slow
 def test_second_signal_cuts_the_drain_short() -> None:
     with echo_server(https=False, env={"ECHO_DRAIN_SECONDS": "600"}) as echo:
         echo.proc.send_signal(signal.SIGTERM)
