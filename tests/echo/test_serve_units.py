@@ -271,6 +271,23 @@ def test_all_listeners_bind_and_are_released() -> None:
             probe.bind(("127.0.0.1", port))
 
 
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback (::1) on this machine")
+def test_ipv6_bind() -> None:
+    options = ServeOptions(bind="::1", http_port=0, https_port=None, h2c_port=None, tls=NO_TLS_FILES)
+    with bound_listeners(options) as listeners:
+        assert listeners[0].sock.family == socket.AF_INET6
+        assert describe(listeners, options, None).startswith(f"listening: http on [::1]:{listeners[0].port} ")
+
+
 def test_a_taken_port_releases_the_ports_already_bound() -> None:
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 0))
