@@ -1,4 +1,4 @@
-"""container-structure-test over a `podman save` archive (`--driver tar`: metadata and files, no daemon)."""
+"""container-structure-test over a `podman save` archive (`--driver tar`: metadata, no daemon)."""
 
 from __future__ import annotations
 

@@ -32,11 +32,14 @@ TOOLS = [
 ]
 
 # One packet on the container's own loopback (a --network=none namespace: nothing of the host is
-# seen), generated until tcpdump has it; bounded at 200 tries.
+# seen). tcpdump may open its socket after the first connection attempts, so attempts repeat every
+# 0.1 s (a polling interval) until it has its packet, for at most 30 s; then it is stopped and fails.
 CAPTURE_ONE_PACKET = (
     "tcpdump -i lo -c 1 -n -l & pid=$!; "
-    "for i in $(seq 200); do nc -z 127.0.0.1 9 2>/dev/null; kill -0 $pid 2>/dev/null || break; done; "
-    "wait $pid"
+    "for i in $(seq 300); do "
+    "nc -z 127.0.0.1 9 2>/dev/null; kill -0 $pid 2>/dev/null || break; sleep 0.1; "
+    "done; "
+    "kill $pid 2>/dev/null; wait $pid"
 )
 
 

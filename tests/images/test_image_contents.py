@@ -1,4 +1,5 @@
-"""Image sizes against their budgets over the base, and nothing from the build host left inside."""
+"""Image sizes against their budgets over the base, the files each image must (not) hold, and nothing
+from the build host left inside."""
 
 from __future__ import annotations
 
@@ -63,3 +64,27 @@ def test_build_ca_bundle_not_baked_in(podman: Podman, images: BuiltImages, image
         timeout=120,
     )  # fmt: skip
     assert proc.stdout.strip() == "", f"the build host's CA bundle is inside the image at: {proc.stdout}"
+
+
+@pytest.mark.parametrize(
+    ("image_attr", "shell_test", "path"),
+    [
+        pytest.param("echo", "-x", "/opt/meshecho/bin/echo-server", id="echo-server-script"),
+        pytest.param("echo", "! -e", "/opt/meshecho/bin/netdebug", id="echo-no-netdebug-without-deps"),
+        pytest.param("echo", "! -e", "/opt/meshecho/bin/pip", id="echo-no-pip-at-run-time"),
+        pytest.param("netdebug", "-x", "/opt/meshecho/bin/netdebug", id="netdebug-script"),
+        pytest.param("netdebug", "-x", "/usr/local/bin/netdebug-shell", id="netdebug-banner-shell"),
+        pytest.param("netdebug", "! -e", "/opt/meshecho/bin/echo-server", id="netdebug-no-echo-without-deps"),
+        pytest.param("netdebug", "! -e", "/opt/meshecho/bin/pip", id="netdebug-no-pip-at-run-time"),
+        pytest.param("netdebug", "! -e", "/var/lib/apt/lists/lock", id="netdebug-no-apt-lists"),
+    ],
+)
+def test_image_files(
+    podman: Podman, images: BuiltImages, image_attr: str, shell_test: str, path: str
+) -> None:
+    proc = podman.run(
+        "run", "--rm", "--network=host", "--entrypoint", "sh", getattr(images, image_attr),
+        "-c", f'test {shell_test} "$0"', path,
+        check=False, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"{image_attr}: expected `test {shell_test} {path}` to hold"
