@@ -22,7 +22,8 @@ from tests.images.engine import Podman
 from tests.images.structure import assert_structure
 from tests.procs import free_port, http_ok, wait_until
 
-pytestmark = pytest.mark.images
+# The first test also pays for the session's debootstrap base and both builds (minutes on 2 cores).
+pytestmark = [pytest.mark.images, pytest.mark.timeout(1800)]
 
 NON_ROOT_UID = 10001
 SERVICE_VERSION = "v-image"

@@ -10,7 +10,8 @@ import pytest
 from tests.images.conftest import HOST_CA_BUNDLE, REPORT, BuiltImages
 from tests.images.engine import Podman
 
-pytestmark = pytest.mark.images
+# The first test also pays for the session's debootstrap base and both builds (minutes on 2 cores).
+pytestmark = [pytest.mark.images, pytest.mark.timeout(1800)]
 
 MB = 1_000_000  # podman reports decimal megabytes
 

@@ -15,7 +15,8 @@ from tests.images.engine import Podman
 from tests.images.structure import assert_structure
 from tests.images.test_echo_image import start_echo
 
-pytestmark = pytest.mark.images
+# The first test also pays for the session's debootstrap base and both builds (minutes on 2 cores).
+pytestmark = [pytest.mark.images, pytest.mark.timeout(1800)]
 
 TOOLS = [
     pytest.param(["curl", "--version"], r"^curl \d+\.\d+", id="curl"),
