@@ -1,6 +1,6 @@
 """What the mesh did to a request, read from the request headers alone (pure).
 
-The sidecar rule (see docs/echo.md, "Is there a sidecar in front of me?"):
+The sidecar rule (see the README's echo reference, "Is there a sidecar in front of me?"):
 
 1. ``x-envoy-decorator-operation`` is set by the *caller's* outbound route and consumed by an inbound
    sidecar; ``x-envoy-peer-metadata(-id)`` is likewise consumed by an inbound sidecar. Either one reaching

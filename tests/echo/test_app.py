@@ -677,9 +677,9 @@ async def test_lifespan_shutdown_flushes_the_sink() -> None:
         os.close(write_end)
 
 
-# -- docs/echo.md stays true ---------------------------------------------------------------------
+# -- the README's echo reference stays true ------------------------------------------------
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "echo.md"
+DOCS = Path(__file__).resolve().parents[2] / "README.md"
 
 
 async def test_docs_example_is_current() -> None:
