@@ -29,6 +29,16 @@ UNROUTED_KINDS: Final[frozenset[str]] = frozenset({"bypass", "server-sidecar-onl
 _ENVOY_SERVERS: Final = frozenset({"envoy", "istio-envoy"})
 
 
+def is_local_reply(headers: Mapping[str, str]) -> bool:
+    """Envoy answered by itself: an Envoy server header and no upstream service time.
+
+    `headers`: response headers with lower-case names. The one definition of the rule, used by
+    `classify` (kind `local-reply`) and by plans (the http step's `local_reply` expectation).
+    """
+    server = headers.get("server", "").strip().lower()
+    return server in _ENVOY_SERVERS and "x-envoy-upstream-service-time" not in headers
+
+
 @dataclass(frozen=True, slots=True)
 class Fingerprint:
     kind: Kind
@@ -57,7 +67,7 @@ def classify(headers: Mapping[str, str], document: object) -> Fingerprint:
     echo_saw_envoy = mesh.get("sidecar") is True
 
     kind: Kind
-    if server in _ENVOY_SERVERS and not upstream_time:
+    if is_local_reply(headers):
         kind = "local-reply"
     elif server == "istio-envoy":
         kind = "gateway" if xfcc else "server-sidecar-only"

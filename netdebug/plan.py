@@ -24,6 +24,7 @@ import yaml
 
 from netdebug.context import UsageError
 from netdebug.diag import parse_address
+from netdebug.fingerprint import is_local_reply as is_local_reply  # re-exported: plans use this rule
 
 StepKind = Literal["probe", "http", "dns", "tcp", "tls"]
 STEP_KINDS: tuple[StepKind, ...] = ("probe", "http", "dns", "tcp", "tls")
@@ -36,7 +37,6 @@ DEFAULT_HTTP_TIMEOUT = 10.0
 DEFAULT_CHECK_TIMEOUT = 5.0
 DEFAULT_REPEAT_INTERVAL = 1.0
 DEFAULT_MAX_ATTEMPTS = 10
-ENVOY_SERVERS = frozenset({"envoy", "istio-envoy"})
 
 
 class PlanError(UsageError):
@@ -631,12 +631,6 @@ def parse_plan(
 
 # ---------------------------------------------------------------------------------------------
 # HTTP expectations (pure): what the http step checks on a response
-
-
-def is_local_reply(headers: Mapping[str, str]) -> bool:
-    """Envoy answered by itself: an Envoy server header and no upstream service time."""
-    server = headers.get("server", "").strip().lower()
-    return server in ENVOY_SERVERS and "x-envoy-upstream-service-time" not in headers
 
 
 def _status_matches(pattern: str, status: int) -> bool:

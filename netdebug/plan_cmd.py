@@ -31,6 +31,7 @@ from typing import Any, Literal, Protocol, TextIO
 
 from netdebug import diag, sidecar
 from netdebug.context import Context, ExitStatus, UsageError
+from netdebug.fingerprint import is_local_reply
 from netdebug.junit import JUnitCase, JUnitSuite, render_junit
 from netdebug.plan import (
     DnsSpec,
@@ -42,7 +43,6 @@ from netdebug.plan import (
     TcpSpec,
     TlsSpec,
     check_http,
-    is_local_reply,
     parse_plan,
     parse_var_flags,
 )
