@@ -222,6 +222,25 @@ def _list(value: object, doc: Document, where: str) -> list[Any]:
     return value
 
 
+def _gateway_api_name_matches(match: Mapping[str, Any], field: str, doc: Document, where: str) -> list[JSON]:
+    """A Gateway API match's `headers` or `queryParams` list as Envoy name + string_match entries.
+
+    Each item has `name`, `value` and `type`: Exact (the default) gives an exact match, any other type
+    a checked regex. Headers and query parameters follow the same rule, so one function does both.
+    """
+    out: list[JSON] = []
+    for k, item in enumerate(_list(match.get(field), doc, f"{where}.{field}")):
+        item = _mapping(item, doc, f"{where}.{field}[{k}]")
+        value = str(item.get("value", ""))
+        string_match: JSON = (
+            {"exact": value}
+            if str(item.get("type", "Exact")) == "Exact"
+            else {"safe_regex": {"regex": _checked_regex(value, doc, f"{where}.{field}[{k}].value")}}
+        )
+        out.append({"name": str(item.get("name", "")), "string_match": string_match})
+    return out
+
+
 def _warn_unknown(
     warnings: list[str], spec: Mapping[str, Any], supported: Iterable[str], doc: Document, where: str
 ) -> None:
@@ -876,32 +895,12 @@ class _Translator:
             rank = 1
         else:
             raise doc.error(f"{where}.path.type", f"unknown path match type {path_type!r}")
-        headers: list[JSON] = []
-        for k, header in enumerate(_list(match.get("headers"), doc, f"{where}.headers")):
-            header = _mapping(header, doc, f"{where}.headers[{k}]")
-            htype = str(header.get("type", "Exact"))
-            hvalue = str(header.get("value", ""))
-            sm: JSON = (
-                {"exact": hvalue}
-                if htype == "Exact"
-                else {"safe_regex": {"regex": _checked_regex(hvalue, doc, f"{where}.headers[{k}].value")}}
-            )
-            headers.append({"name": str(header.get("name", "")), "string_match": sm})
+        headers = _gateway_api_name_matches(match, "headers", doc, where)
         if match.get("method"):
             headers.append({"name": ":method", "string_match": {"exact": str(match["method"])}})
         if headers:
             out["headers"] = headers
-        params = []
-        for k, param in enumerate(_list(match.get("queryParams"), doc, f"{where}.queryParams")):
-            param = _mapping(param, doc, f"{where}.queryParams[{k}]")
-            ptype = str(param.get("type", "Exact"))
-            pvalue = str(param.get("value", ""))
-            psm: JSON = (
-                {"exact": pvalue}
-                if ptype == "Exact"
-                else {"safe_regex": {"regex": _checked_regex(pvalue, doc, f"{where}.queryParams[{k}].value")}}
-            )
-            params.append({"name": str(param.get("name", "")), "string_match": psm})
+        params = _gateway_api_name_matches(match, "queryParams", doc, where)
         if params:
             out["query_parameters"] = params
         # Gateway API precedence: exact path, longest prefix, method, most headers, most query params.
