@@ -32,6 +32,7 @@ from netdebug.report import (
     ProbeSnapshot,
     Tally,
     build_report,
+    judge_tally,
     live_view,
     render_json,
     render_rich,
@@ -92,21 +93,11 @@ def _early_stopper(config: ProbeConfig, tally: Tally) -> Callable[[], bool] | No
     if not config.early_stop or config.expected is None or config.requests is None:
         return None
     step = max(1, math.ceil(config.requests / EARLY_STOP_LOOKS))
-    expected = config.expected_map
-    from netdebug.stats import judge
 
     def should_stop() -> bool:
         if tally.completed % step != 0 or tally.completed >= config.requests:  # type: ignore[operator]
             return False
-        verdict = judge(
-            tally.counts,
-            expected,
-            tolerance_pct=config.tolerance,
-            alpha=config.alpha,
-            confidence=config.confidence,
-            looks=EARLY_STOP_LOOKS,
-        ).verdict
-        return verdict in ("pass", "fail")
+        return judge_tally(config, tally, looks=EARLY_STOP_LOOKS).verdict in ("pass", "fail")
 
     return should_stop
 

@@ -220,17 +220,25 @@ class ProbeReport:
         return "; ".join(parts)
 
 
-def build_report(config: ProbeConfig, tally: Tally, outcome: RunOutcome, looks: int = 1) -> ProbeReport:
-    """Pure: tally + run outcome + config -> verdict, exit status, warnings."""
-    expected = config.expected_map
-    judgement = judge(
+def judge_tally(config: ProbeConfig, tally: Tally, looks: int = 1) -> SplitJudgement:
+    """The split judgement of the tally so far, with the config's expectation and thresholds.
+
+    Used for the final report and for each interim look of --early-stop (`looks` > 1).
+    """
+    return judge(
         tally.counts,
-        expected,
+        config.expected_map,
         tolerance_pct=config.tolerance,
         alpha=config.alpha,
         confidence=config.confidence,
         looks=looks,
     )
+
+
+def build_report(config: ProbeConfig, tally: Tally, outcome: RunOutcome, looks: int = 1) -> ProbeReport:
+    """Pure: tally + run outcome + config -> verdict, exit status, warnings."""
+    expected = config.expected_map
+    judgement = judge_tally(config, tally, looks)
     reasons = list(judgement.reasons)
     verdict = judgement.verdict
     warnings: list[str] = []
