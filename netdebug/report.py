@@ -11,7 +11,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any, TextIO
+from typing import Any, TextIO
 
 import orjson
 
@@ -133,7 +133,6 @@ class ProbeReport:
     expected: dict[str, float] | None
     judgement: SplitJudgement
     fingerprints: dict[str, int]
-    local_replies: int
     errors: dict[str, int]
     error_details: dict[str, str]
     status_codes: dict[str, int]
@@ -153,6 +152,10 @@ class ProbeReport:
     tolerance: float
     alpha: float
     message: str | None  # the one-line explanation for exit 4 and for unusual endings
+
+    @property
+    def local_replies(self) -> int:
+        return self.fingerprints.get("local-reply", 0)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -322,7 +325,6 @@ def build_report(config: ProbeConfig, tally: Tally, outcome: RunOutcome, looks: 
         expected=expected,
         judgement=judgement,
         fingerprints={k: tally.fingerprints[k] for k in KINDS if tally.fingerprints[k]},
-        local_replies=tally.local_replies,
         errors=dict(tally.errors),
         error_details=dict(tally.error_details),
         status_codes=dict(sorted(tally.status_codes.items())),
@@ -506,7 +508,3 @@ def live_view(get: Callable[[], ProbeSnapshot | None]) -> Any:
             return Group(head, grid)
 
     return _View()
-
-
-def write_lines(stream: IO[bytes], lines: list[bytes]) -> None:
-    stream.write(b"".join(lines))
