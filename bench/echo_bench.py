@@ -216,8 +216,8 @@ http {{
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="one round of 1 s runs (a smoke test)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is reported")
-    parser.add_argument("--duration", type=float, default=3.0, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds; the median is reported")
+    parser.add_argument("--duration", type=float, default=2.0, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--no-nginx", action="store_true", help="skip the nginx ceiling")
     args = parser.parse_args(argv)
