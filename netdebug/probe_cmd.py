@@ -92,10 +92,11 @@ def _client_options(config: ProbeConfig) -> ClientOptions:
 def _early_stopper(config: ProbeConfig, tally: Tally) -> Callable[[], bool] | None:
     if not config.early_stop or config.expected is None or config.requests is None:
         return None
-    step = max(1, math.ceil(config.requests / EARLY_STOP_LOOKS))
+    total = config.requests
+    step = max(1, math.ceil(total / EARLY_STOP_LOOKS))
 
     def should_stop() -> bool:
-        if tally.completed % step != 0 or tally.completed >= config.requests:  # type: ignore[operator]
+        if tally.completed % step != 0 or tally.completed >= total:
             return False
         return judge_tally(config, tally, looks=EARLY_STOP_LOOKS).verdict in ("pass", "fail")
 

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal, cast, get_args
 from urllib.parse import urlsplit
 
 from netdebug.attribution import By, parse_by
@@ -184,6 +184,12 @@ def _duration(text: str) -> float:
         raise ValueError(text)
     scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}[m.group(2)]
     return float(m.group(1)) * scale
+
+
+def _mode(
+    name: str, values: Mapping[str, object], env: Mapping[str, str], default: SidecarMode
+) -> SidecarMode:
+    return cast(SidecarMode, _choice(name, values, env, get_args(SidecarMode), default))
 
 
 def _choice(
@@ -369,7 +375,8 @@ def build_probe_config(
     for name, path in (("cacert", cacert), ("cert", cert), ("key", key)):
         if path is not None and not Path(str(path)).is_file():
             raise UsageError(f"--{name}: no such file {path}")
-    output = _choice("output", values, env, get_args(OutputFormat), "text")
+    # _choice only returns one of the choices it is given, so the casts below are checked at run time.
+    output = cast(OutputFormat, _choice("output", values, env, get_args(OutputFormat), "text"))
     output_requests, _ = _raw("output_requests", values, env)
     seed = _number("seed", values, env, kind=_int_kind)
 
@@ -410,12 +417,12 @@ def build_probe_config(
             else 0.05
         ),
         require_path=require,
-        output=output,  # type: ignore[arg-type]
+        output=output,
         output_requests=str(output_requests) if output_requests is not None else None,
-        wait_sidecar=_choice("wait_sidecar", values, env, get_args(SidecarMode), "auto"),  # type: ignore[arg-type]
+        wait_sidecar=_mode("wait_sidecar", values, env, "auto"),
         sidecar_timeout=float(_number("sidecar_timeout", values, env, kind=_duration, low=0) or 60.0),
-        quit_sidecar=_choice("quit_sidecar", values, env, get_args(SidecarMode), "no"),  # type: ignore[arg-type]
+        quit_sidecar=_mode("quit_sidecar", values, env, "no"),
         seed=int(seed) if seed is not None else None,
-        live=_choice("live", values, env, get_args(SidecarMode), "auto"),  # type: ignore[arg-type]
+        live=_mode("live", values, env, "auto"),
         sidecar=SidecarEndpoints.from_env(env),
     )

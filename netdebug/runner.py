@@ -80,8 +80,10 @@ async def _supervise(body: Awaitable[None], halt: asyncio.Event) -> bool:
             body_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await body_task
-    if body_task.done() and not body_task.cancelled() and body_task.exception() is not None:
-        raise body_task.exception()  # type: ignore[misc]
+    if body_task.done() and not body_task.cancelled():
+        error = body_task.exception()
+        if error is not None:
+            raise error
     return halt.is_set()
 
 
