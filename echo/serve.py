@@ -322,9 +322,10 @@ def _uvicorn_config(app: ASGIApp, options: ServeOptions) -> uvicorn.Config:
 class _HeaderLimitedHttpTools(HttpToolsProtocol):
     """httptools buffers request headers without any limit; this protocol answers 431 instead.
 
-    Two checks: while a request's headers are still arriving, the raw bytes received so far (so at
-    most one read beyond the limit is ever buffered); once they are complete, the exact total of
-    header name + value bytes, the measure MAX_HEADER_SIZE is defined by.
+    While a request's headers are still arriving, the raw bytes received so far are counted, so at
+    most one read beyond the limit is ever buffered. Headers that arrive complete are measured
+    exactly (name + value bytes, the measure MAX_HEADER_SIZE is defined by) by the app, which
+    answers 431 on every listener alike; doing that sum here as well would cost every request twice.
     """
 
     _awaiting_headers = True
@@ -348,16 +349,7 @@ class _HeaderLimitedHttpTools(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._awaiting_headers = False
-        size = sum(len(name) + len(value) for name, value in self.headers)
-        if size <= self._limit():
-            super().on_headers_complete()
-            return
-        # Route this one request to a 431 responder; the connection closes after it.
-        app, self.app = self.app, _reject_431
-        try:
-            super().on_headers_complete()
-        finally:
-            self.app = app
+        super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -383,22 +375,6 @@ class _TLSHttpTools(_HeaderLimitedHttpTools):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.scope["extensions"] = {TLS_EXTENSION: cast(dict[object, object], self._tls_facts)}
-
-
-async def _reject_431(scope: Scope, receive: Receive, send: Send) -> None:
-    body = b"Request Header Fields Too Large"
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 431,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 # --- the HTTPS port: one TLS listener, two protocol stacks -----------------------------------------
