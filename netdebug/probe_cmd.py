@@ -352,6 +352,8 @@ def _run_in_loop(
         halt = asyncio.Event()
         loop = asyncio.get_running_loop()
         installed = False
+        # Signal handlers can only be installed from the main thread of a Unix event loop; elsewhere
+        # (in-process callers, other loops) Ctrl-C still arrives as KeyboardInterrupt, handled below.
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             # Ctrl-C: stop launching, cancel what is in flight, print the partial report, exit 130.
             loop.add_signal_handler(signal.SIGINT, halt.set)

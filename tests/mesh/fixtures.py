@@ -6,7 +6,7 @@ import textwrap
 from typing import Any
 
 from netdebug.mesh.inventory import Inventory, build_inventory, parse_documents
-from netdebug.mesh.translate import MeshConfig, Placement, PodPlacement, translate
+from netdebug.mesh.translate import MeshConfig, Placement, PodPlacement, Role, translate
 
 CERT_DIR = "/certs"
 
@@ -122,23 +122,23 @@ def mesh_config(*docs: str) -> MeshConfig:
     return translate(inv, placement(inv))
 
 
-def route_config(config: MeshConfig, role: str) -> dict[str, Any]:
-    envoy = config.envoy(role)  # type: ignore[arg-type]
+def route_config(config: MeshConfig, role: Role) -> dict[str, Any]:
+    envoy = config.envoy(role)
     assert envoy is not None, f"no {role} envoy"
     listener = envoy.bootstrap["static_resources"]["listeners"][0]
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     return dict(hcm["route_config"])
 
 
-def vhost(config: MeshConfig, role: str, domain: str) -> dict[str, Any]:
+def vhost(config: MeshConfig, role: Role, domain: str) -> dict[str, Any]:
     for vh in route_config(config, role)["virtual_hosts"]:
         if domain in vh["domains"]:
             return dict(vh)
     raise AssertionError(f"no virtual host for {domain} in {role}")
 
 
-def clusters(config: MeshConfig, role: str) -> dict[str, dict[str, Any]]:
-    envoy = config.envoy(role)  # type: ignore[arg-type]
+def clusters(config: MeshConfig, role: Role) -> dict[str, dict[str, Any]]:
+    envoy = config.envoy(role)
     assert envoy is not None
     return {c["name"]: c for c in envoy.bootstrap["static_resources"]["clusters"]}
 

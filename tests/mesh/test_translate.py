@@ -10,6 +10,7 @@ import pytest
 
 from netdebug.mesh.inventory import ManifestError
 from netdebug.mesh.translate import (
+    Role,
     envoy_duration,
     host_matches,
     istio_default_retry_policy,
@@ -135,7 +136,8 @@ def test_route_translation(
     http: str, expected_match: dict[str, Any], expected_action: dict[str, Any]
 ) -> None:
     config = mesh_config(BASE, virtual_service(http))
-    for role, domain in (("client-sidecar", FQDN), ("gateway", "echo.local")):
+    entry_points: tuple[tuple[Role, str], ...] = (("client-sidecar", FQDN), ("gateway", "echo.local"))
+    for role, domain in entry_points:
         (route,) = vhost(config, role, domain)["routes"]
         assert route["match"] == expected_match, role
         action = {k: v for k, v in route["route"].items() if k in ("cluster", "weighted_clusters")}
