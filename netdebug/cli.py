@@ -25,7 +25,10 @@ from netdebug.context import Context, ExitStatus, UsageError
 # name -> (module, one-line help). Modules are imported lazily so `netdebug dns` does not pay
 # for httpx/rich start-up.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "probe": ("netdebug.probe_cmd", "paced requests: tally versions, test the split, fingerprint the path"),
+    "probe": (
+        "netdebug.probe.command",
+        "paced requests: tally versions, test the split, fingerprint the path",
+    ),
     "plan": ("netdebug.plan_cmd", "run a YAML plan of named checks (probe, http, dns, tcp, tls)"),
     "sidecar": ("netdebug.sidecar", "wait for, query or quit the Istio sidecar of this pod"),
     "dns": ("netdebug.diag", "resolve a name, with timings"),

@@ -24,7 +24,7 @@ import yaml
 
 from netdebug.context import UsageError
 from netdebug.diag import parse_address
-from netdebug.fingerprint import is_local_reply as is_local_reply  # re-exported: plans use this rule
+from netdebug.probe.fingerprint import is_local_reply as is_local_reply  # re-exported: plans use this rule
 
 StepKind = Literal["probe", "http", "dns", "tcp", "tls"]
 STEP_KINDS: tuple[StepKind, ...] = ("probe", "http", "dns", "tcp", "tls")

@@ -3,7 +3,7 @@
 Layers, so each can be tested alone:
 - `execute(plan, run_step, clock=, sleep=, events=)` drives steps and repeats; the step runner, clock
   and sleep are injected (tests use fakes). It never touches the network itself.
-- `StepRunner` is the production runner: probe via netdebug.probe_cmd (injectable), http via httpx,
+- `StepRunner` is the production runner: probe via netdebug.probe.command (injectable), http via httpx,
   dns/tcp/tls via netdebug.diag.
 - `run_command` adds the sidecar lifecycle around the plan and writes text, JSON and JUnit.
 
@@ -31,7 +31,6 @@ from typing import Any, Literal, Protocol, TextIO
 
 from netdebug import diag, sidecar
 from netdebug.context import Context, ExitStatus, UsageError
-from netdebug.fingerprint import is_local_reply
 from netdebug.junit import JUnitCase, JUnitSuite, render_junit
 from netdebug.plan import (
     DnsSpec,
@@ -46,6 +45,7 @@ from netdebug.plan import (
     parse_plan,
     parse_var_flags,
 )
+from netdebug.probe.fingerprint import is_local_reply
 
 SEVERITY: tuple[ExitStatus, ...] = (
     ExitStatus.OK,
@@ -272,14 +272,14 @@ class ProbeReportLike(Protocol):
 
 @dataclass(frozen=True)
 class ProbeBackend:
-    """The prober's plan API (netdebug.probe_cmd), injectable for tests."""
+    """The prober's plan API (netdebug.probe.command), injectable for tests."""
 
     config_from_mapping: Callable[[Mapping[str, object], Mapping[str, str]], object]
     run: Callable[[Any, Callable[[Any], None] | None], Awaitable[ProbeReportLike]]
 
 
 def default_probe_backend() -> ProbeBackend:
-    module: Any = importlib.import_module("netdebug.probe_cmd")
+    module: Any = importlib.import_module("netdebug.probe.command")
     return ProbeBackend(config_from_mapping=module.probe_config_from_mapping, run=module.run_probe)
 
 

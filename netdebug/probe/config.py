@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Literal, cast, get_args
 from urllib.parse import urlsplit
 
-from netdebug.attribution import By, parse_by
 from netdebug.context import UsageError
-from netdebug.fingerprint import KINDS
+from netdebug.probe.attribution import By, parse_by
+from netdebug.probe.fingerprint import KINDS
+from netdebug.probe.stats import normalise_weights
+from netdebug.probe.weights import parse_weights, weights_from_mapping, weights_from_routes
 from netdebug.sidecar import SidecarEndpoints
-from netdebug.stats import normalise_weights
-from netdebug.weights import parse_weights, weights_from_mapping, weights_from_routes
 
 OutputFormat = Literal["text", "json"]
 SidecarMode = Literal["auto", "yes", "no"]

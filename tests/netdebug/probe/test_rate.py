@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from netdebug.rate import Tick, bounded, fixed_offsets, pace, poisson_offsets
+from netdebug.probe.rate import Tick, bounded, fixed_offsets, pace, poisson_offsets
 
 
 class FakeClock:

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from netdebug.attribution import MISSING
+from netdebug.probe.attribution import MISSING
 
 Kind = Literal["client-sidecar", "gateway", "server-sidecar-only", "bypass", "local-reply"]
 KINDS: Final[tuple[Kind, ...]] = ("client-sidecar", "gateway", "server-sidecar-only", "bypass", "local-reply")

@@ -22,12 +22,12 @@ from typing import IO, Any
 import httpx
 
 from netdebug import sidecar
-from netdebug.client import ClientOptions, Prober, Sample
 from netdebug.context import Context, ExitStatus, UsageError
-from netdebug.fingerprint import KINDS
-from netdebug.probe_config import ENV_VARS, ProbeConfig, build_probe_config
-from netdebug.rate import bounded, fixed_offsets, poisson_offsets
-from netdebug.report import (
+from netdebug.probe.client import ClientOptions, Prober, Sample
+from netdebug.probe.config import ENV_VARS, ProbeConfig, build_probe_config
+from netdebug.probe.fingerprint import KINDS
+from netdebug.probe.rate import bounded, fixed_offsets, poisson_offsets
+from netdebug.probe.report import (
     ProbeReport,
     ProbeSnapshot,
     Tally,
@@ -39,7 +39,7 @@ from netdebug.report import (
     render_text,
     request_line,
 )
-from netdebug.runner import RunOutcome, Timing, run_closed, run_open
+from netdebug.probe.runner import RunOutcome, Timing, run_closed, run_open
 
 __all__ = [
     "ProbeConfig",

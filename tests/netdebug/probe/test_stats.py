@@ -5,7 +5,7 @@ import math
 import pytest
 from scipy import special, stats
 
-from netdebug.stats import (
+from netdebug.probe.stats import (
     chi2_sf,
     chi_square_gof,
     gammaincc,

@@ -11,10 +11,10 @@ import httpx
 import pytest
 import trustme
 
-from netdebug.attribution import By, parse_by
-from netdebug.client import ClientOptions, Prober, classify_error, interpret, resolve_target
-from netdebug.h1 import ResponseError, build_request
-from tests.netdebug.probe_support import Answer, echo_answer, scripted
+from netdebug.probe.attribution import By, parse_by
+from netdebug.probe.client import ClientOptions, Prober, classify_error, interpret, resolve_target
+from netdebug.probe.h1 import ResponseError, build_request
+from tests.netdebug.probe.probe_support import Answer, echo_answer, scripted
 
 AUTO = By("auto")
 

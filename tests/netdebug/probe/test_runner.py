@@ -5,8 +5,8 @@ from collections.abc import Callable
 
 import pytest
 
-from netdebug.rate import bounded, fixed_offsets
-from netdebug.runner import RunOutcome, Timing, run_closed, run_open
+from netdebug.probe.rate import bounded, fixed_offsets
+from netdebug.probe.runner import RunOutcome, Timing, run_closed, run_open
 
 pytestmark = pytest.mark.anyio
 

@@ -15,12 +15,12 @@ from typing import Any, TextIO
 
 import orjson
 
-from netdebug.client import Sample
 from netdebug.context import ExitStatus
-from netdebug.fingerprint import KINDS, UNROUTED_KINDS
-from netdebug.probe_config import ProbeConfig
-from netdebug.runner import RunOutcome, Timing
-from netdebug.stats import SplitJudgement, judge, percentile
+from netdebug.probe.client import Sample
+from netdebug.probe.config import ProbeConfig
+from netdebug.probe.fingerprint import KINDS, UNROUTED_KINDS
+from netdebug.probe.runner import RunOutcome, Timing
+from netdebug.probe.stats import SplitJudgement, judge, percentile
 
 TRANSPORT_ERRORS = frozenset({"connect", "dns", "tls", "timeout", "protocol", "read", "other"})
 

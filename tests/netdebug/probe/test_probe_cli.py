@@ -12,7 +12,7 @@ import pytest
 import trustme
 
 from netdebug.cli import main_impl
-from tests.netdebug.probe_support import Answer, scripted, split
+from tests.netdebug.probe.probe_support import Answer, scripted, split
 from tests.procs import free_port
 
 ENV = {"NETDEBUG_WAIT_SIDECAR": "no"}

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from netdebug.context import UsageError
-from netdebug.probe_cmd import probe_config_from_mapping
-from netdebug.probe_config import DEFAULT_REQUESTS, DEFAULT_RPS, build_probe_config
+from netdebug.probe.command import probe_config_from_mapping
+from netdebug.probe.config import DEFAULT_REQUESTS, DEFAULT_RPS, build_probe_config
 
 URL = {"url": "http://echo-service/echo"}
 

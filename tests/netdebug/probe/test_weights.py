@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from netdebug.weights import host_matches, parse_weights, weights_from_mapping, weights_from_routes
+from netdebug.probe.weights import host_matches, parse_weights, weights_from_mapping, weights_from_routes
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from netdebug.rate import Clock, Sleep, pace
+from netdebug.probe.rate import Clock, Sleep, pace
 
 T = TypeVar("T")
 

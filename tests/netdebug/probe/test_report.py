@@ -5,10 +5,10 @@ import io
 import orjson
 import pytest
 
-from netdebug.client import Sample
 from netdebug.context import ExitStatus
-from netdebug.probe_config import ProbeConfig
-from netdebug.report import (
+from netdebug.probe.client import Sample
+from netdebug.probe.config import ProbeConfig
+from netdebug.probe.report import (
     ProbeSnapshot,
     Tally,
     build_report,
@@ -18,7 +18,7 @@ from netdebug.report import (
     render_text,
     request_line,
 )
-from netdebug.runner import RunOutcome, Timing
+from netdebug.probe.runner import RunOutcome, Timing
 
 CONTRACT_KEYS = {
     "verdict",

@@ -21,9 +21,9 @@ from typing import Any
 import httpx
 import orjson
 
-from netdebug.attribution import MISSING, By, attribute
-from netdebug.fingerprint import Kind, classify
-from netdebug.h1 import H1Client, ResponseError, build_request
+from netdebug.probe.attribution import MISSING, By, attribute
+from netdebug.probe.fingerprint import Kind, classify
+from netdebug.probe.h1 import H1Client, ResponseError, build_request
 
 # Response headers the classifiers read; the rest are not copied out of httpx's header list.
 _WANTED = frozenset(

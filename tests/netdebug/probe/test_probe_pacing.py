@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from netdebug.cli import main_impl
-from tests.netdebug.probe_support import scripted, split
+from tests.netdebug.probe.probe_support import scripted, split
 from tests.procs import free_port, http_ok, running, tool, wait_until
 
 ENV = {"NETDEBUG_WAIT_SIDECAR": "no"}

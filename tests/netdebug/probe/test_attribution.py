@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from netdebug.attribution import MISSING, By, attribute, json_path, parse_by
+from netdebug.probe.attribution import MISSING, By, attribute, json_path, parse_by
 
 ECHO = {"pod": {"name": "echo-v2-abc", "version": "v2", "labels": {"track": "canary"}}, "list": [{"x": "y"}]}
 

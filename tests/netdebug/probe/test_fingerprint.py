@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from netdebug.attribution import MISSING
-from netdebug.fingerprint import classify
+from netdebug.probe.attribution import MISSING
+from netdebug.probe.fingerprint import classify
 
 XFCC = {
     "forwarded_client_cert": [{"uri": "spiffe://cluster.local/ns/echo/sa/netdebug"}],
