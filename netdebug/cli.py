@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "netdebug.probe.command",
         "paced requests: tally versions, test the split, fingerprint the path",
     ),
-    "plan": ("netdebug.plan_cmd", "run a YAML plan of named checks (probe, http, dns, tcp, tls)"),
+    "plan": ("netdebug.plan.command", "run a YAML plan of named checks (probe, http, dns, tcp, tls)"),
     "sidecar": ("netdebug.sidecar", "wait for, query or quit the Istio sidecar of this pod"),
     "dns": ("netdebug.diag", "resolve a name, with timings"),
     "tcp": ("netdebug.diag", "open a TCP connection, with timings"),

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from netdebug.junit import CaseOutcome, JUnitCase, JUnitSuite, render_junit
+from netdebug.plan.junit import CaseOutcome, JUnitCase, JUnitSuite, render_junit
 
 TIMESTAMP = "2026-01-02T03:04:05+00:00"
 

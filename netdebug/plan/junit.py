@@ -1,4 +1,5 @@
-"""JUnit XML for CI systems (pure): one <testsuite> per plan, one <testcase> per step.
+"""JUnit XML for CI systems (pure): one <testsuite> per plan, one <testcase> per step (`junit_suite`
+maps a plan's result onto them; `render_junit` writes the XML).
 
 The dialect is the common one (Jenkins, GitLab, GitHub test reporters): `<testsuites>` with
 `tests`/`failures`/`errors`/`skipped`/`time`, and in each `<testcase>` at most one of `<failure>`
@@ -13,6 +14,9 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+from netdebug.context import ExitStatus
+from netdebug.plan.execute import STATUS_WORDS, PlanResult
 
 CaseOutcome = Literal["passed", "failure", "error", "skipped"]
 
@@ -91,3 +95,37 @@ def render_junit(suites: Sequence[JUnitSuite]) -> str:
                 ET.SubElement(case_el, "system-out").text = _clean(case.output)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def junit_suite(result: PlanResult) -> JUnitSuite:
+    cases = []
+    for r in result.steps:
+        log = "\n".join(
+            f"attempt {a.number}: {STATUS_WORDS[a.outcome.status]} ({a.duration_s:.3f}s): {a.outcome.summary}"
+            for a in r.attempts
+        )
+        if r.skipped:
+            outcome: Literal["passed", "failure", "error", "skipped"] = "skipped"
+        elif r.status == ExitStatus.OK:
+            outcome = "passed"
+        elif r.status in (ExitStatus.MISMATCH, ExitStatus.INCONCLUSIVE):
+            outcome = "failure"
+        else:
+            outcome = "error"
+        cases.append(
+            JUnitCase(
+                name=r.step.name,
+                classname=f"netdebug.plan.{r.step.kind}",
+                time_s=r.duration_s,
+                outcome=outcome,
+                message="" if outcome == "passed" else r.summary,
+                failure_type="" if r.skipped else STATUS_WORDS[r.status],
+                output=log,
+            )
+        )
+    return JUnitSuite(
+        name=f"netdebug plan {result.plan.source}",
+        cases=cases,
+        time_s=result.duration_s,
+        timestamp=result.started_at,
+    )

@@ -21,7 +21,8 @@ import trustme
 
 from netdebug import cli
 from netdebug.context import ExitStatus, UsageError
-from netdebug.plan_cmd import ProbeBackend, main_impl, snapshot_text
+from netdebug.plan.command import main_impl
+from netdebug.plan.execute import ProbeBackend, snapshot_text
 from tests.netdebug.test_diag import serve_tls
 from tests.netdebug.test_sidecar import CLASSIC, NATIVE, downward, serve_agent
 from tests.procs import free_port

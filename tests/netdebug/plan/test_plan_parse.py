@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from netdebug.plan import (
+from netdebug.plan.model import (
     DnsSpec,
     HttpExpect,
     HttpSpec,
@@ -18,12 +18,10 @@ from netdebug.plan import (
     StepSpec,
     TcpSpec,
     TlsSpec,
-    env_var_name,
-    parse_plan,
-    parse_var_flags,
 )
+from netdebug.plan.parse import env_var_name, parse_plan, parse_var_flags
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def plan(text: str, overrides: dict[str, str] | None = None, env: dict[str, str] | None = None) -> Plan:

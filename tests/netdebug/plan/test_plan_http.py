@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from netdebug.plan import HttpExpect, check_http, is_local_reply
+from netdebug.plan.model import HttpExpect, check_http
+from netdebug.probe.fingerprint import is_local_reply
 
 ENVOY_UPSTREAM = {"server": "envoy", "x-envoy-upstream-service-time": "3"}
 ENVOY_LOCAL = {"server": "envoy"}

@@ -12,19 +12,10 @@ from datetime import UTC, datetime
 import pytest
 
 from netdebug.context import ExitStatus
-from netdebug.junit import render_junit
-from netdebug.plan import DnsSpec, Plan, Repeat, Step
-from netdebug.plan_cmd import (
-    SEVERITY,
-    Outcome,
-    PlanResult,
-    Progress,
-    execute,
-    final_line,
-    junit_suite,
-    result_json,
-    worst,
-)
+from netdebug.plan.execute import SEVERITY, Outcome, PlanResult, Progress, execute, worst
+from netdebug.plan.junit import junit_suite, render_junit
+from netdebug.plan.model import DnsSpec, Plan, Repeat, Step
+from netdebug.plan.report import final_line, result_json
 
 OK, FAIL, INC, UNR, USE = (
     ExitStatus.OK,

@@ -1,0 +1,299 @@
+"""`netdebug plan FILE.yaml`: load the plan, wait for the sidecar, run the steps, write text, JSON
+and JUnit, quit the sidecar.
+
+The exit code is the worst step's (severity order in plan/execute.py); a bad plan exits 2 before any
+step runs. The sidecar quit at the end never changes the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal, TextIO
+
+from netdebug import diag, sidecar
+from netdebug.context import Context, ExitStatus, UsageError
+from netdebug.plan.execute import (
+    PlanResult,
+    Prepared,
+    ProbeBackend,
+    StepRunner,
+    default_probe_backend,
+    execute,
+    prepare,
+    skipped_result,
+)
+from netdebug.plan.junit import junit_suite, render_junit
+from netdebug.plan.model import Plan, PlanError
+from netdebug.plan.parse import parse_plan, parse_var_flags
+from netdebug.plan.report import LiveEvents, PlainEvents, final_line, result_json
+
+Policy = Literal["auto", "always", "never"]
+POLICIES: tuple[Policy, ...] = ("auto", "always", "never")
+# `netdebug probe` spells the same choices auto/yes/no, and both read NETDEBUG_*_SIDECAR.
+POLICY_SYNONYMS: Mapping[str, Policy] = {"yes": "always", "no": "never"}
+TRUE_WORDS = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    path: str
+    overrides: Mapping[str, str]
+    output: Literal["text", "json"]
+    junit: str | None
+    wait_sidecar: Policy
+    quit_sidecar: Policy
+    sidecar_timeout: float
+    in_job: bool
+    endpoints: sidecar.SidecarEndpoints
+
+
+PLAN_EPILOG = """the plan's exit code is the worst step's, by severity (least to most):
+  0 pass < 3 inconclusive < 1 fail < 4 unreachable/error < 2 usage < 130 interrupted
+a bad plan (missing file, bad YAML, unknown step kind, undefined variable) exits 2 before any step runs;
+the sidecar quit at the end never changes the exit code.
+
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    parser.epilog = PLAN_EPILOG + (parser.epilog or "")
+    parser.add_argument("file", metavar="FILE.yaml", help="the plan (see docs/netdebug-plan.md)")
+    parser.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a plan variable (repeatable); beats env NETDEBUG_VAR_<NAME> and the plan's vars:",
+    )
+    parser.add_argument("--output", choices=["text", "json"], default=None, help="env NETDEBUG_OUTPUT")
+    parser.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report (env NETDEBUG_JUNIT)")
+    parser.add_argument(
+        "--wait-sidecar",
+        choices=[*POLICIES, *POLICY_SYNONYMS],
+        default=None,
+        help="wait for the sidecar before the first step: auto = when one is detected or the pod's "
+        "annotations say it is injected (env NETDEBUG_WAIT_SIDECAR, default auto)",
+    )
+    parser.add_argument(
+        "--quit-sidecar",
+        choices=[*POLICIES, *POLICY_SYNONYMS],
+        default=None,
+        help="ask the sidecar to exit at the very end: auto = in a Job, when a sidecar was seen and it "
+        "is not a native sidecar (env NETDEBUG_QUIT_SIDECAR, default auto)",
+    )
+    parser.add_argument(
+        "--sidecar-timeout",
+        default=None,
+        help="seconds to wait for the sidecar "
+        f"(env NETDEBUG_SIDECAR_TIMEOUT, default {sidecar.DEFAULT_WAIT_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--job",
+        action="store_true",
+        default=None,
+        help="we run as a Kubernetes Job: enables the auto sidecar quit (env NETDEBUG_IN_JOB=1)",
+    )
+
+
+def _policy(flag: str | None, env: Mapping[str, str], name: str) -> Policy:
+    value = (flag or env.get(name) or "auto").strip().lower()
+    if value in POLICY_SYNONYMS:
+        return POLICY_SYNONYMS[value]
+    for policy in POLICIES:
+        if value == policy:
+            return policy
+    raise UsageError(f"{name}={value!r}: expected one of {', '.join(POLICIES)} (or yes/no)")
+
+
+def config_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> PlanConfig:
+    output = args.output or env.get("NETDEBUG_OUTPUT") or "text"
+    if output not in ("text", "json"):
+        raise UsageError(f"NETDEBUG_OUTPUT={output!r}: expected text or json")
+    timeout_text = args.sidecar_timeout or env.get("NETDEBUG_SIDECAR_TIMEOUT")
+    timeout = (
+        sidecar.DEFAULT_WAIT_TIMEOUT
+        if timeout_text is None
+        else diag.parse_seconds(timeout_text, "--sidecar-timeout")
+    )
+    in_job = bool(args.job) or env.get("NETDEBUG_IN_JOB", "").strip().lower() in TRUE_WORDS
+    return PlanConfig(
+        path=args.file,
+        overrides=parse_var_flags(args.var),
+        output="json" if output == "json" else "text",
+        junit=args.junit or env.get("NETDEBUG_JUNIT") or None,
+        wait_sidecar=_policy(args.wait_sidecar, env, "NETDEBUG_WAIT_SIDECAR"),
+        quit_sidecar=_policy(args.quit_sidecar, env, "NETDEBUG_QUIT_SIDECAR"),
+        sidecar_timeout=timeout,
+        in_job=in_job,
+        endpoints=sidecar.SidecarEndpoints.from_env(env),
+    )
+
+
+def load_plan(config: PlanConfig, env: Mapping[str, str]) -> Plan:
+    path = Path(config.path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PlanError(f"{config.path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlanError(f"{config.path}: cannot read: {exc}") from None
+    return parse_plan(text, config.path, config.overrides, env)
+
+
+@dataclass
+class SidecarLog:
+    mode: str = "unknown"
+    detected: bool = False
+    waited: bool = False
+    ready: bool | None = None
+    wait_message: str = ""
+    quit: bool = False
+    quit_message: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "mode": self.mode,
+            "detected": self.detected,
+            "waited": self.waited,
+            "ready": self.ready,
+            "wait": self.wait_message,
+            "quit": self.quit,
+            "quit_message": self.quit_message,
+        }
+
+
+async def wait_for_sidecar(config: PlanConfig, env: Mapping[str, str], log: SidecarLog) -> bool:
+    """False when the plan must not run because the sidecar never became ready."""
+    log.mode, _ = sidecar.mode_from_env(env)
+    if config.wait_sidecar == "never":
+        log.wait_message = "not waiting for a sidecar (--wait-sidecar never)"
+        return True
+    log.detected = await sidecar.detect(config.endpoints)
+    # Classic sidecars may start after us; the injector's annotation tells us one is coming.
+    expected = log.detected or log.mode in ("classic", "native")
+    if config.wait_sidecar == "auto" and not expected:
+        log.wait_message = "no sidecar detected; not waiting"
+        return True
+    log.waited = True
+    started = time.monotonic()
+    log.ready = await sidecar.wait_ready(config.endpoints, config.sidecar_timeout)
+    if log.ready:
+        log.detected = True
+        log.wait_message = f"sidecar ready after {time.monotonic() - started:.1f}s"
+        return True
+    where = config.endpoints.health_url
+    log.wait_message = f"sidecar not ready after {config.sidecar_timeout:g}s ({where}); no step was run"
+    return False
+
+
+def should_quit(config: PlanConfig, log: SidecarLog) -> tuple[bool, str]:
+    """Decide the quit at the end, with the reason (pure)."""
+    if config.quit_sidecar == "never":
+        return False, "not quitting the sidecar (--quit-sidecar never)"
+    if config.quit_sidecar == "always":
+        return True, ""
+    if not config.in_job:
+        return False, "not quitting the sidecar: not a Job (--job / NETDEBUG_IN_JOB=1)"
+    if log.mode == "native":
+        return False, "not quitting the sidecar: native sidecar (Kubernetes stops it)"
+    if log.mode == "none":
+        return False, "not quitting the sidecar: the pod has none"
+    if not log.detected:
+        return False, "not quitting the sidecar: none detected"
+    return True, ""
+
+
+async def quit_at_end(config: PlanConfig, log: SidecarLog) -> None:
+    if config.quit_sidecar == "auto" and not log.detected and config.in_job and log.mode != "native":
+        log.detected = await sidecar.detect(config.endpoints)
+    decision, reason = should_quit(config, log)
+    if decision:
+        log.quit = True
+        log.quit_message = await sidecar.quit_sidecar(config.endpoints)
+    else:
+        log.quit_message = reason
+
+
+async def run_with_sidecar(
+    plan: Plan,
+    prepared: Prepared,
+    config: PlanConfig,
+    ctx: Context,
+    probe_backend: Callable[[], ProbeBackend],
+    log: SidecarLog,
+) -> PlanResult:
+    """Wait for the sidecar, run the plan, quit the sidecar (even after Ctrl-C)."""
+    text = config.output == "text"
+    try:
+        ready = await wait_for_sidecar(config, ctx.env, log)
+        if text and (log.waited or not ready):
+            ctx.out.write(log.wait_message + "\n")
+        if not ready:
+            skipped = tuple(skipped_result(step, "sidecar not ready") for step in plan.steps)
+            return PlanResult(plan, skipped, ExitStatus.UNREACHABLE, 0.0, datetime.now(UTC).isoformat())
+        runner = StepRunner(prepared, probe_backend)
+        if text and ctx.out_is_tty:
+            with LiveEvents(ctx.out) as events:
+                return await execute(plan, runner, events=events)
+        return await execute(plan, runner, events=PlainEvents(ctx.out) if text else None)
+    finally:
+        # The quit never changes the exit status, whatever happens to it.
+        with contextlib.suppress(Exception):
+            await quit_at_end(config, log)
+
+
+def run_plan(
+    config: PlanConfig,
+    ctx: Context,
+    probe_backend: Callable[[], ProbeBackend] = default_probe_backend,
+) -> int:
+    plan = load_plan(config, ctx.env)
+    prepared = prepare(plan, ctx.env, probe_backend)
+    log = SidecarLog()
+    result = asyncio.run(run_with_sidecar(plan, prepared, config, ctx, probe_backend, log))
+    if config.junit:
+        try:
+            Path(config.junit).write_text(render_junit([junit_suite(result)]), encoding="utf-8")
+        except OSError as exc:
+            ctx.err.write(f"netdebug plan: cannot write --junit {config.junit}: {exc}\n")
+    if config.output == "text":
+        if log.quit or config.in_job:
+            ctx.out.write(log.quit_message + "\n")
+        ctx.out.write(final_line(result) + "\n")
+    else:
+        ctx.out.write(json.dumps(result_json(result, log.to_json()), default=str) + "\n")
+    return result.status
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    return run_plan(config_from_args(args, ctx.env), ctx)
+
+
+def main_impl(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    out: TextIO,
+    err: TextIO,
+    probe_backend: Callable[[], ProbeBackend] = default_probe_backend,
+) -> int:
+    """The command with an injectable prober, for tests; errors are mapped as netdebug.cli does."""
+    parser = argparse.ArgumentParser(prog="netdebug plan")
+    add_arguments(parser, "plan")
+    try:
+        args = parser.parse_args(list(argv))
+    except SystemExit as exc:
+        return int(exc.code) if isinstance(exc.code, int) else ExitStatus.USAGE
+    ctx = Context(env=env, out=out, err=err, out_is_tty=out.isatty())
+    try:
+        return run_plan(config_from_args(args, env), ctx, probe_backend)
+    except UsageError as exc:
+        err.write(f"netdebug plan: error: {exc}\n")
+        return ExitStatus.USAGE
