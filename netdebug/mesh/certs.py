@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from netdebug.mesh.inventory import CLUSTER_DOMAIN, Identity
+from netdebug.k8s.hosts import CLUSTER_DOMAIN
+from netdebug.k8s.inventory import Identity
 from netdebug.mesh.translate import ca_path, cert_paths
 
 # Istio's default workload certificate lifetime.

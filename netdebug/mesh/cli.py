@@ -16,9 +16,9 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from netdebug import manifests
 from netdebug.context import Context, ExitStatus, UsageError
-from netdebug.mesh.inventory import ManifestError
+from netdebug.k8s.documents import ManifestError
+from netdebug.k8s.load import find_kubectl
 from netdebug.mesh.orchestrate import MeshRuntimeError, MeshUpConfig, default_source, run_mesh_up
 
 ENVOY_LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical", "off")
@@ -118,7 +118,7 @@ def build_config(args: argparse.Namespace, env: Mapping[str, str], cwd: Path) ->
         state_file=Path(args.state_file) if args.state_file else None,
         echo_command=echo_command,
         envoy=args.envoy or env.get("NETDEBUG_ENVOY") or _beside_python("envoy") or "envoy",
-        kubectl=args.kubectl or env.get("NETDEBUG_KUBECTL") or manifests.find_kubectl(),
+        kubectl=args.kubectl or env.get("NETDEBUG_KUBECTL") or find_kubectl(),
         ready_timeout=timeout,
         envoy_log_level=args.envoy_log_level or "warning",
         node_name=socket.gethostname(),

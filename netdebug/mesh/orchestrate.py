@@ -29,19 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from netdebug import manifests
 from netdebug.context import ExitStatus
+from netdebug.k8s.checks import check_cross_references
+from netdebug.k8s.documents import Document, ManifestError
+from netdebug.k8s.hosts import CLUSTER_DOMAIN
+from netdebug.k8s.inventory import Inventory, build_inventory, downward_labels_file, resolve_env
+from netdebug.k8s.load import parse_documents, render_with_origins
 from netdebug.mesh.certs import issue_mesh_certs
-from netdebug.mesh.inventory import (
-    Document,
-    Inventory,
-    ManifestError,
-    build_inventory,
-    downward_labels_file,
-    parse_documents,
-    resolve_env,
-    with_kustomize_origins,
-)
 from netdebug.mesh.translate import EnvoySpec, MeshConfig, Placement, PodPlacement, translate
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
@@ -93,38 +87,7 @@ def default_source(cwd: Path, package_root: Path) -> Path | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Rendering
-
-
-def _display(path: str) -> str:
-    """A path relative to the working directory when it is below it, else absolute."""
-    absolute = Path(path).resolve()
-    with contextlib.suppress(ValueError):
-        return str(absolute.relative_to(Path.cwd()))
-    return str(absolute)
-
-
-def render_with_origins(source: Path, kubectl: str, scratch: Path) -> list[Document]:
-    """`kubectl kustomize` through a wrapper kustomization that asks for origin annotations, so every
-    document knows its file; falls back to a plain render (whose error message is the user's)."""
-    wrapper = scratch / "kustomize-origin"
-    wrapper.mkdir(exist_ok=True)
-    relative = os.path.relpath(source.resolve(), wrapper)
-    (wrapper / "kustomization.yaml").write_text(
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-        f"resources:\n- {json.dumps(relative)}\nbuildMetadata: [originAnnotations]\n",
-        encoding="utf-8",
-    )
-    origin = f"{source} (kubectl kustomize)"
-    try:
-        text = manifests.render_kustomize(wrapper, kubectl)
-    except manifests.ManifestError:
-        try:
-            text = manifests.render_kustomize(source, kubectl)
-        except manifests.ManifestError as exc:
-            raise ManifestError(str(exc)) from None
-        return parse_documents(text, origin)
-    return with_kustomize_origins(parse_documents(text, origin), str(wrapper), _display)
+# Manifests
 
 
 def load_manifests(source: Path, kubectl: str | None, scratch: Path) -> list[Document]:
@@ -151,9 +114,9 @@ def load_manifests(source: Path, kubectl: str | None, scratch: Path) -> list[Doc
 
 
 def cross_reference_warnings(docs: Sequence[Document]) -> list[str]:
-    """The offline checks of `netdebug.manifests` (what `istioctl analyze` would say), as warnings."""
+    """The offline checks of `netdebug.k8s.checks` (what `istioctl analyze` would say), as warnings."""
     try:
-        findings = manifests.check_cross_references([dict(d.data) for d in docs])
+        findings = check_cross_references([dict(d.data) for d in docs])
     except Exception as exc:  # a checker bug must not stop the local mesh; say so instead
         return [f"cross-reference checks could not run: {type(exc).__name__}: {exc}"]
     return [f"check: {finding}" for finding in findings]
@@ -481,7 +444,7 @@ def summary_lines(state: Mapping[str, Any]) -> list[str]:
         lines.append(f"  try: curl -H 'Host: {host}' {gateway['url']}/echo")
     client = state.get("client_sidecar")
     if client:
-        fqdn = next((h for h in client["hosts"] if h.endswith(".svc.cluster.local")), None)
+        fqdn = next((h for h in client["hosts"] if h.endswith(f".svc.{CLUSTER_DOMAIN}")), None)
         lines.append(f"client sidecar  {client['url']}  (caller identity {client['identity']})")
         if fqdn:
             lines.append(f"  try: http_proxy={client['url']} curl http://{fqdn}/echo")

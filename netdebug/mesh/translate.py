@@ -22,23 +22,21 @@ Anything not emulated produces a warning; anything a cluster would reject raises
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from netdebug.mesh.inventory import (
+from netdebug.k8s.documents import (
     GATEWAY_API_GROUP,
+    ISTIO_NETWORKING_GROUP,
     ISTIO_NETWORKING_VERSIONS,
+    ISTIO_SECURITY_GROUP,
     Document,
-    Identity,
-    Inventory,
     ManifestError,
-    Pod,
-    Service,
-    ServicePort,
 )
+from netdebug.k8s.hosts import CLUSTER_DOMAIN, host_matches, more_specific, service_host
+from netdebug.k8s.inventory import Identity, Inventory, Pod, Service, ServicePort
 
 Role = Literal["server-sidecar", "gateway", "client-sidecar"]
 JSON = dict[str, Any]
@@ -138,20 +136,6 @@ def envoy_duration(seconds: float) -> str:
     if seconds == int(seconds):
         return f"{int(seconds)}s"
     return f"{seconds:.3f}s"
-
-
-def host_matches(pattern: str, host: str) -> bool:
-    """Istio host matching: `*` matches anything, `*.example.com` matches any subdomain."""
-    return (
-        pattern == "*" or host == pattern or (pattern.startswith("*.") and fnmatch.fnmatchcase(host, pattern))
-    )
-
-
-def more_specific(a: str, b: str) -> str:
-    """Of two matching host patterns, the narrower one (the domain a route really serves)."""
-    if a == b or not a.startswith("*"):
-        return a if not a.startswith("*") or b.startswith("*") else b
-    return b if not b.startswith("*") or len(b) > len(a) else a
 
 
 def route_operation(route: Mapping[str, Any], name: str, port: int) -> str:
@@ -304,19 +288,19 @@ class _Translator:
         self.clusters: dict[str, JSON] = {}
         self.destination_rules = self._destination_rules()
         self.istio_gateways = {
-            (d.namespace, d.name): d for d in inventory.of_kind("Gateway", "networking.istio.io/")
+            (d.namespace, d.name): d for d in inventory.of_kind("Gateway", f"{ISTIO_NETWORKING_GROUP}/")
         }
         self.api_gateways = {
             (d.namespace, d.name): d for d in inventory.of_kind("Gateway", GATEWAY_API_GROUP + "/")
         }
         for doc in inventory.documents:
             if (
-                doc.api_version.startswith("networking.istio.io/")
+                doc.api_version.startswith(f"{ISTIO_NETWORKING_GROUP}/")
                 and doc.api_version not in ISTIO_NETWORKING_VERSIONS
             ):
                 raise doc.error("apiVersion", f"unknown Istio API version {doc.api_version!r}")
             if doc.api_version.startswith(
-                ("networking.istio.io/", "security.istio.io/")
+                (f"{ISTIO_NETWORKING_GROUP}/", f"{ISTIO_SECURITY_GROUP}/")
             ) and doc.kind not in {
                 "VirtualService",
                 "DestinationRule",
@@ -333,7 +317,7 @@ class _Translator:
 
     def _destination_rules(self) -> dict[str, _DestinationRule]:
         rules: dict[str, _DestinationRule] = {}
-        for doc in self.inv.of_kind("DestinationRule", "networking.istio.io/"):
+        for doc in self.inv.of_kind("DestinationRule", f"{ISTIO_NETWORKING_GROUP}/"):
             spec = doc.spec
             host = str(spec.get("host", ""))
             svc = self.inv.service_by_host(host, doc.namespace)
@@ -863,7 +847,7 @@ class _Translator:
             raise doc.error(where, f"backend kind {group or 'core'}/{kind} is not emulated (only Services)")
         name = str(ref.get("name", ""))
         namespace = str(ref.get("namespace", doc.namespace))
-        svc = self.inv.service_by_host(f"{name}.{namespace}.svc.cluster.local", namespace)
+        svc = self.inv.service_by_host(service_host(name, namespace), namespace)
         if svc is None:
             raise doc.error(f"{where}.name", f"Service {namespace}/{name} does not exist in the manifests")
         if ref.get("port") is None:
@@ -1074,7 +1058,7 @@ class _Translator:
                         )
                 gateways.append((gw, str(section) if section is not None else None))
             elif kind == "Service" and group in ("", "core"):
-                svc = self.inv.service_by_host(f"{name}.{namespace}.svc.cluster.local", namespace)
+                svc = self.inv.service_by_host(service_host(name, namespace), namespace)
                 if svc is None:
                     raise doc.error(
                         f"{where}.name", f"Service {namespace}/{name} does not exist in the manifests"
@@ -1123,7 +1107,7 @@ class _Translator:
                     hosts.append(str(host).rpartition("/")[2])
             gw_hosts[key] = hosts
         port = ports[0] if ports else 80
-        for vs in self.inv.of_kind("VirtualService", "networking.istio.io/"):
+        for vs in self.inv.of_kind("VirtualService", f"{ISTIO_NETWORKING_GROUP}/"):
             bound = [g for g in self._vs_gateways(vs) if isinstance(g, tuple)]
             if not bound:
                 continue
@@ -1187,7 +1171,7 @@ class _Translator:
         table: dict[str, _VirtualHost] = {}
         caller_ns = self.client_identity.namespace
         claimed: set[str] = set()
-        for vs in self.inv.of_kind("VirtualService", "networking.istio.io/"):
+        for vs in self.inv.of_kind("VirtualService", f"{ISTIO_NETWORKING_GROUP}/"):
             if "mesh" not in self._vs_gateways(vs):
                 continue
             hosts = [str(h) for h in _list(vs.spec.get("hosts"), vs, "spec.hosts")]
@@ -1386,7 +1370,7 @@ class _Translator:
                 ],
             },
         }
-        node_id = f"sidecar~127.0.0.1~{pod.name}.{pod.namespace}~{pod.namespace}.svc.cluster.local"
+        node_id = f"sidecar~127.0.0.1~{pod.name}.{pod.namespace}~{pod.namespace}.svc.{CLUSTER_DOMAIN}"
         bootstrap = self._bootstrap(
             node_id, f"{pod.deployment}.{pod.namespace}", where.admin_port, listener, [local]
         )
@@ -1435,7 +1419,7 @@ class _Translator:
             )
             clusters = self._clusters_for(self._referenced_clusters(envoy_vhosts), identity)
             ns = identity.namespace
-            node_id = f"router~127.0.0.1~istio-ingressgateway.{ns}~{ns}.svc.cluster.local"
+            node_id = f"router~127.0.0.1~istio-ingressgateway.{ns}~{ns}.svc.{CLUSTER_DOMAIN}"
             bootstrap = self._bootstrap(
                 node_id, "istio-ingressgateway", self.placement.gateway_admin_port, listener, clusters
             )
@@ -1463,7 +1447,8 @@ class _Translator:
         clusters = self._clusters_for(self._referenced_clusters(mesh_envoy), self.client_identity)
         ident = self.client_identity
         node_id = (
-            f"sidecar~127.0.0.1~{ident.service_account}.{ident.namespace}~{ident.namespace}.svc.cluster.local"
+            f"sidecar~127.0.0.1~{ident.service_account}.{ident.namespace}"
+            f"~{ident.namespace}.svc.{CLUSTER_DOMAIN}"
         )
         bootstrap = self._bootstrap(
             node_id,

@@ -1,5 +1,6 @@
 """Expected split: parse "v1=75,v2=25", or read the weights of the route a URL would take from a
 VirtualService or HTTPRoute YAML. Pure: takes text, returns data; raises ValueError with a message.
+The YAML is read, and hosts are matched, by the manifest model's rules (netdebug/k8s/).
 
 Weights are relative (Istio's need not sum to 100); callers normalise them.
 Version names: a VirtualService destination's `subset` (else its host); an HTTPRoute backendRef's
@@ -10,11 +11,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
+from netdebug.k8s.hosts import caller_host_matches
+from netdebug.k8s.load import YamlSyntaxError, yaml_mappings
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
 _VERSION_SUFFIX = re.compile(r"-(v\d+[a-z0-9]*)$")
@@ -65,19 +67,6 @@ def _weight(raw: str, part: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"weight in '{part}' must be a finite number >= 0")
     return value
-
-
-def host_matches(host: str, pattern: str) -> bool:
-    """Istio host matching, as seen from a caller: exact, '*', '*.suffix', or a short name."""
-    host = host.lower().rstrip(".")
-    pattern = pattern.lower().rstrip(".")
-    if pattern == "*" or host == pattern:
-        return True
-    if pattern.startswith("*."):
-        return host.endswith(pattern[1:])
-    # A short name in a VirtualService means <name>.<namespace>.svc.cluster.local; the URL may use
-    # either the short or the long form.
-    return host.startswith(pattern + ".") or pattern.startswith(host + ".")
 
 
 def _vs_uri_matches(match: Mapping[str, Any], path: str) -> bool:
@@ -149,16 +138,6 @@ def _http_route_weights(spec: Mapping[str, Any], path: str) -> dict[str, float] 
     return None
 
 
-def _documents(text: str) -> Iterable[Mapping[str, Any]]:
-    for doc in yaml.safe_load_all(text):
-        if not isinstance(doc, Mapping):
-            continue
-        if doc.get("kind") == "List":
-            yield from (item for item in doc.get("items") or [] if isinstance(item, Mapping))
-        else:
-            yield doc
-
-
 def weights_from_routes(text: str, url: str, host_header: str | None = None) -> dict[str, float]:
     """Weights of the first VirtualService/HTTPRoute rule matching the URL's host (or the Host
     header, which is what Envoy routes on) and path."""
@@ -166,9 +145,9 @@ def weights_from_routes(text: str, url: str, host_header: str | None = None) -> 
     host = (host_header or parts.hostname or "").split(":")[0]
     path = parts.path or "/"
     try:
-        docs = list(_documents(text))
-    except yaml.YAMLError as exc:
-        raise ValueError(f"not valid YAML: {str(exc).splitlines()[0]}") from None
+        docs = yaml_mappings(text, "--expect-from")
+    except YamlSyntaxError as exc:
+        raise ValueError(f"not valid YAML: {exc.summary}") from None
     seen_kinds = False
     for doc in docs:
         kind = doc.get("kind")
@@ -176,14 +155,14 @@ def weights_from_routes(text: str, url: str, host_header: str | None = None) -> 
         if kind == "VirtualService":
             seen_kinds = True
             hosts = [str(h) for h in spec.get("hosts") or []]
-            if any(host_matches(host, h) for h in hosts):
+            if any(caller_host_matches(host, h) for h in hosts):
                 weights = _virtual_service_weights(spec, path)
                 if weights:
                     return weights
         elif kind == "HTTPRoute":
             seen_kinds = True
             hostnames = [str(h) for h in spec.get("hostnames") or []]
-            if not hostnames or any(host_matches(host, h) for h in hostnames):
+            if not hostnames or any(caller_host_matches(host, h) for h in hostnames):
                 weights = _http_route_weights(spec, path)
                 if weights:
                     return weights

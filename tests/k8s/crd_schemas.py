@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from netdebug.manifests import Doc
+from netdebug.k8s.documents import Doc
 
 # apiVersion ("group/version") and kind -> JSON schema
 SchemaKey = tuple[str, str]

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from netdebug.manifests import Doc, name_of
+from netdebug.k8s.documents import Doc, name_of
 from tests.k8s.stages import K8S, STAGES
 from tests.procs import REPO
 

@@ -16,7 +16,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from netdebug.manifests import Doc, load_documents, name_of, render_kustomize
+from netdebug.k8s.documents import Doc, name_of
+from netdebug.k8s.load import load_documents, render_kustomize
 from tests.k8s.crd_schemas import load_crd_schemas, schema_errors
 from tests.k8s.stages import K8S, ROUTING_STAGES, STAGES, kustomization_dirs
 from tests.procs import SHARED

@@ -5,7 +5,8 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
-from netdebug.mesh.inventory import Inventory, build_inventory, parse_documents
+from netdebug.k8s.inventory import Inventory, build_inventory
+from netdebug.k8s.load import parse_documents
 from netdebug.mesh.translate import MeshConfig, Placement, PodPlacement, Role, translate
 
 CERT_DIR = "/certs"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from netdebug import manifests
+from netdebug.k8s.inventory import Inventory, build_inventory
+from netdebug.k8s.load import parse_documents, render_kustomize
 from netdebug.mesh.certs import issue_mesh_certs
-from netdebug.mesh.inventory import Inventory, build_inventory, parse_documents
 from netdebug.mesh.translate import translate
 from tests.mesh.fixtures import BASE, SPLIT_75_25, inventory, placement, virtual_service
 from tests.mesh.test_translate import GATEWAY_API, _gateway_api_base
@@ -89,5 +89,5 @@ def test_repository_overlays_validate(overlay: str, tmp_path: Path) -> None:
     directory = REPO / "k8s" / "overlays" / overlay
     if not directory.is_dir():
         pytest.skip(f"{directory} not in this checkout")
-    text = manifests.render_kustomize(directory, kubectl)
+    text = render_kustomize(directory, kubectl)
     _validate(build_inventory(parse_documents(text, str(directory))), tmp_path)

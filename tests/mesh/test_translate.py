@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from netdebug.mesh.inventory import ManifestError
+from netdebug.k8s.documents import ManifestError
+from netdebug.k8s.hosts import host_matches
 from netdebug.mesh.translate import (
     Role,
     envoy_duration,
-    host_matches,
     istio_default_retry_policy,
     parse_duration,
     route_operation,

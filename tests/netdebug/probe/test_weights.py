@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from netdebug.probe.weights import host_matches, parse_weights, weights_from_mapping, weights_from_routes
+from netdebug.k8s.hosts import caller_host_matches as host_matches
+from netdebug.probe.weights import parse_weights, weights_from_mapping, weights_from_routes
 
 
 @pytest.mark.parametrize(

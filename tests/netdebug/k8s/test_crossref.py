@@ -10,16 +10,13 @@ from typing import Any
 import pytest
 import yaml
 
-from netdebug.manifests import (
-    Doc,
-    Finding,
-    Index,
-    ManifestError,
-    check_cross_references,
+from netdebug.k8s.checks import check_cross_references
+from netdebug.k8s.documents import Doc, ManifestError, name_of
+from netdebug.k8s.index import Finding, Index
+from netdebug.k8s.splits import (
     check_plan_expectations,
     gateway_api_weights,
     istio_weights,
-    name_of,
     parse_expect,
     plans_in,
 )

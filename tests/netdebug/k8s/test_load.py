@@ -1,4 +1,4 @@
-"""netdebug.manifests loading and rendering: good input parses, bad input is one clear line."""
+"""netdebug.k8s.load loading and rendering: good input parses, bad input is one clear line."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from netdebug import manifests
-from netdebug.manifests import ManifestError, load_documents, render_kustomize
+from netdebug.k8s import load
+from netdebug.k8s.documents import ManifestError
+from netdebug.k8s.load import load_documents, render_kustomize
 from tests.k8s.stages import K8S
 
 SERVICE = "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n"
@@ -69,7 +70,7 @@ def test_render_broken_kustomization_names_the_problem(kubectl: str, tmp_path: P
 
 
 def test_render_without_kubectl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(manifests, "find_kubectl", lambda: None)
+    monkeypatch.setattr(load, "find_kubectl", lambda: None)
     with pytest.raises(ManifestError, match="kubectl not found: install it"):
         render_kustomize(tmp_path)
 

@@ -1,9 +1,8 @@
 """Rendered manifests → a typed inventory of what a cluster would run (pure: no I/O).
 
-A `Document` is one parsed YAML document plus where it came from, so every error can name the
-file, the kind, the namespace/name and the field. The inventory holds the core kinds the local
-mesh emulates (Deployments → pods, Services, ServiceAccounts) and keeps the routing kinds
-(Istio and Gateway API) as raw documents for `translate`.
+The inventory holds the core kinds the local mesh emulates (Deployments → pods, Services,
+ServiceAccounts) and keeps the routing kinds (Istio and Gateway API) as raw documents for the mesh
+translation. Every error names the document and the field (`Document.error`, k8s/documents.py).
 
 Pod names follow the ReplicaSet convention `<deployment>-<pod-template-hash>-<suffix>`, with both
 parts drawn from Kubernetes' "safe" alphabet (no vowels, no 0/1/3) and derived from a hash of the
@@ -14,139 +13,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import posixpath
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
+from netdebug.k8s.documents import (
+    GATEWAY_API_GROUP,
+    ISTIO_NETWORKING_GROUP,
+    ISTIO_SECURITY_GROUP,
+    Document,
+)
+from netdebug.k8s.hosts import CLUSTER_DOMAIN, names_service, search_path_names, service_host
 
-CLUSTER_DOMAIN = "cluster.local"
 # k8s.io/apimachinery/pkg/util/rand SafeEncodeString: no vowels, no confusable digits.
 _SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 # The echo server's plain-HTTP port when the container does not set HTTP_PORT (issue 2 contract).
 ECHO_DEFAULT_HTTP_PORT = 8080
-
-ISTIO_NETWORKING_VERSIONS = frozenset(
-    {"networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"}
-)
-GATEWAY_API_GROUP = "gateway.networking.k8s.io"
-
-
-_CLUSTER_SCOPED = frozenset(
-    {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "GatewayClass"}
-)
-
-
-class ManifestError(Exception):
-    """Input that a cluster would reject or that cannot be emulated: one line naming where."""
-
-
-@dataclass(frozen=True)
-class Document:
-    data: Mapping[str, Any]
-    origin: str  # file path, or "kubectl kustomize DIR"
-    index: int | None  # position of the document in that stream, from 0; None when origin is exact
-
-    @property
-    def kind(self) -> str:
-        return str(self.data.get("kind", ""))
-
-    @property
-    def api_version(self) -> str:
-        return str(self.data.get("apiVersion", ""))
-
-    @property
-    def name(self) -> str:
-        meta = self.data.get("metadata")
-        return str(meta.get("name", "")) if isinstance(meta, Mapping) else ""
-
-    @property
-    def namespace(self) -> str:
-        meta = self.data.get("metadata")
-        ns = meta.get("namespace") if isinstance(meta, Mapping) else None
-        return str(ns) if ns else "default"
-
-    @property
-    def spec(self) -> Mapping[str, Any]:
-        spec = self.data.get("spec")
-        return spec if isinstance(spec, Mapping) else {}
-
-    def where(self, field_path: str = "") -> str:
-        """`origin (document N): Kind ns/name: field` — the prefix of every message about this document."""
-        doc_no = f" (document {self.index + 1})" if self.index is not None else ""
-        name = self.name if self.kind in _CLUSTER_SCOPED else f"{self.namespace}/{self.name}"
-        at = f"{self.origin}{doc_no}: {self.kind} {name}"
-        return f"{at}: {field_path}" if field_path else at
-
-    def error(self, field_path: str, message: str) -> ManifestError:
-        return ManifestError(f"{self.where(field_path)}: {message}")
-
-
-def parse_documents(text: str, origin: str) -> list[Document]:
-    """Every non-empty YAML document in `text`; `List` kinds are flattened as kubectl does."""
-    try:
-        raw = list(yaml.safe_load_all(text))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ManifestError(f"{origin}:{where}: malformed YAML: {problem}") from None
-    docs: list[Document] = []
-    for index, item in enumerate(raw):
-        if item is None:
-            continue
-        if not isinstance(item, Mapping) or not item.get("kind") or not item.get("apiVersion"):
-            raise ManifestError(
-                f"{origin} (document {index + 1}): not a Kubernetes object (no apiVersion/kind)"
-            )
-        if item.get("kind") == "List" and isinstance(item.get("items"), list):
-            docs.extend(Document(sub, origin, index) for sub in item["items"] if isinstance(sub, Mapping))
-        else:
-            docs.append(Document(item, origin, index))
-    return docs
-
-
-ORIGIN_ANNOTATION = "config.kubernetes.io/origin"
-
-
-def with_kustomize_origins(docs: list[Document], root: str, display: Callable[[str], str]) -> list[Document]:
-    """Use kustomize's `config.kubernetes.io/origin` annotation (buildMetadata: [originAnnotations])
-    as each document's origin, so errors name the file that defines the object; drop the annotation.
-
-    `root` is the directory the annotation paths are relative to; `display` shortens a path for messages.
-    """
-    out: list[Document] = []
-    for doc in docs:
-        meta = doc.data.get("metadata")
-        annotations = meta.get("annotations") if isinstance(meta, Mapping) else None
-        origin_text = annotations.get(ORIGIN_ANNOTATION) if isinstance(annotations, Mapping) else None
-        if not isinstance(origin_text, str):
-            out.append(doc)
-            continue
-        try:
-            origin = yaml.safe_load(origin_text)
-        except yaml.YAMLError:
-            origin = None
-        path = origin.get("path") if isinstance(origin, Mapping) else None
-        data = dict(doc.data)
-        meta_copy = dict(meta) if isinstance(meta, Mapping) else {}
-        rest = {k: v for k, v in (annotations or {}).items() if k != ORIGIN_ANNOTATION}
-        if rest:
-            meta_copy["annotations"] = rest
-        else:
-            meta_copy.pop("annotations", None)
-        data["metadata"] = meta_copy
-        if isinstance(path, str):
-            out.append(Document(data, display(posixpath.normpath(posixpath.join(root, path))), None))
-        else:
-            out.append(Document(data, doc.origin, doc.index))
-    return out
-
-
-def fqdn(name: str, namespace: str) -> str:
-    return f"{name}.{namespace}.svc.{CLUSTER_DOMAIN}"
 
 
 @dataclass(frozen=True)
@@ -192,14 +75,11 @@ class Service:
 
     @property
     def fqdn(self) -> str:
-        return fqdn(self.name, self.namespace)
+        return service_host(self.name, self.namespace)
 
     def host_names(self, caller_namespace: str) -> list[str]:
         """Names a caller in `caller_namespace` can use for this Service (DNS search path)."""
-        names = [f"{self.name}.{self.namespace}", f"{self.name}.{self.namespace}.svc", self.fqdn]
-        if caller_namespace == self.namespace:
-            names.insert(0, self.name)
-        return names
+        return search_path_names(self.name, self.namespace, caller_namespace)
 
 
 @dataclass(frozen=True)
@@ -246,7 +126,7 @@ class Inventory:
     def service_by_host(self, host: str, namespace: str) -> Service | None:
         """Resolve a routing host as Istio does: an FQDN, or a short name in the rule's namespace."""
         for svc in self.services:
-            if host == svc.fqdn or (host == svc.name and svc.namespace == namespace):
+            if names_service(host, namespace, svc.name, svc.namespace):
                 return svc
         return None
 
@@ -398,7 +278,7 @@ def _deployment_pods(doc: Document) -> list[Pod]:
 
 # Kinds whose content the local mesh uses (or needs nothing from); routing kinds are judged by translate.
 _QUIETLY_USED = frozenset({"Namespace", "ServiceAccount", "Service", "ConfigMap", "Secret"})
-_ROUTING_GROUPS = ("networking.istio.io/", "security.istio.io/", GATEWAY_API_GROUP + "/")
+_ROUTING_GROUPS = (f"{ISTIO_NETWORKING_GROUP}/", f"{ISTIO_SECURITY_GROUP}/", f"{GATEWAY_API_GROUP}/")
 
 
 def build_inventory(documents: Sequence[Document]) -> Inventory:

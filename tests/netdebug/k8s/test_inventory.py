@@ -1,51 +1,12 @@
-"""SPIFFE certificates and the manifest inventory (pod names, Downward API env)."""
+"""The manifest inventory: pod names, Downward API env, kinds not emulated, kustomize origins."""
 
 from __future__ import annotations
 
-import datetime
-import ssl
-from pathlib import Path
-
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from netdebug.mesh.certs import issue_mesh_certs
-from netdebug.mesh.inventory import (
-    Identity,
-    build_inventory,
-    downward_labels_file,
-    parse_documents,
-    pod_names,
-    resolve_env,
-    with_kustomize_origins,
-)
-from netdebug.mesh.translate import ca_path, cert_paths
+from netdebug.k8s.inventory import build_inventory, downward_labels_file, pod_names, resolve_env
+from netdebug.k8s.load import parse_documents, with_kustomize_origins
 from tests.mesh.fixtures import BASE, inventory
-
-NOW = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
-
-
-def test_workload_certs_carry_the_spiffe_id_and_chain_to_the_ca(tmp_path: Path) -> None:
-    ids = [Identity("echo", "echo-v1"), Identity("istio-system", "istio-ingressgateway-service-account")]
-    issue_mesh_certs(tmp_path, ids, NOW)
-    ca = x509.load_pem_x509_certificate(Path(ca_path(str(tmp_path))).read_bytes())
-    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
-    for identity in ids:
-        cert_file, key_file = cert_paths(str(tmp_path), identity)
-        cert = x509.load_pem_x509_certificate(Path(cert_file).read_bytes())
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-        assert san.critical  # empty subject → SAN must be critical (RFC 5280)
-        assert san.value.get_values_for_type(x509.UniformResourceIdentifier) == [identity.spiffe]
-        assert cert.subject == x509.Name([])
-        assert cert.issuer == ca.subject
-        cert.verify_directly_issued_by(ca)
-        assert isinstance(cert.public_key(), ec.EllipticCurvePublicKey)
-        assert Path(key_file).stat().st_mode & 0o077 == 0  # the key is private to its owner
-        assert cert.not_valid_before_utc <= NOW < cert.not_valid_after_utc
-        # The pair loads as a TLS identity (what Envoy will do with it).
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(cert_file, key_file)
 
 
 def test_pod_names_look_like_replicaset_pods_and_are_stable() -> None:
@@ -117,7 +78,7 @@ def test_list_kind_is_flattened_and_duplicates_rejected() -> None:
         "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: ServiceAccount, metadata: {name: a}}\n"
     )
     assert [d.name for d in parse_documents(text, "x.yaml")] == ["a"]
-    from netdebug.mesh.inventory import ManifestError
+    from netdebug.k8s.documents import ManifestError
 
     with pytest.raises(ManifestError, match=r"ServiceAccount default/a: metadata\.name: duplicate of"):
         build_inventory(parse_documents(text + "---\n" + text.replace("kind: List", "kind: List"), "x.yaml"))
