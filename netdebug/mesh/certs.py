@@ -20,7 +20,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from netdebug.k8s.hosts import CLUSTER_DOMAIN
 from netdebug.k8s.inventory import Identity
-from netdebug.mesh.translate import ca_path, cert_paths
+from netdebug.mesh.translate.model import ca_path, cert_paths
 
 # Istio's default workload certificate lifetime.
 WORKLOAD_TTL = datetime.timedelta(hours=24)
@@ -40,7 +40,7 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def issue_mesh_certs(cert_dir: Path, identities: Iterable[Identity], now: datetime.datetime) -> None:
-    """Write `ca.crt` and a certificate/key pair per identity into `cert_dir` (names from translate)."""
+    """Write `ca.crt` and a certificate/key pair per identity into `cert_dir` (names from translate.model)."""
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, CLUSTER_DOMAIN)])
     start = now - datetime.timedelta(minutes=5)  # tolerate small clock differences

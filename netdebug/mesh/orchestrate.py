@@ -36,7 +36,8 @@ from netdebug.k8s.hosts import CLUSTER_DOMAIN
 from netdebug.k8s.inventory import Inventory, build_inventory, downward_labels_file, resolve_env
 from netdebug.k8s.load import parse_documents, render_with_origins
 from netdebug.mesh.certs import issue_mesh_certs
-from netdebug.mesh.translate import EnvoySpec, MeshConfig, Placement, PodPlacement, translate
+from netdebug.mesh.translate.model import EnvoySpec, MeshConfig, Placement, PodPlacement
+from netdebug.mesh.translate.translator import translate
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 DEFAULT_OVERLAY = Path("k8s") / "overlays" / "istio"

@@ -7,7 +7,8 @@ from typing import Any
 
 from netdebug.k8s.inventory import Inventory, build_inventory
 from netdebug.k8s.load import parse_documents
-from netdebug.mesh.translate import MeshConfig, Placement, PodPlacement, Role, translate
+from netdebug.mesh.translate.model import MeshConfig, Placement, PodPlacement, Role
+from netdebug.mesh.translate.translator import translate
 
 CERT_DIR = "/certs"
 

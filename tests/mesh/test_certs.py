@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from netdebug.k8s.inventory import Identity
 from netdebug.mesh.certs import issue_mesh_certs
-from netdebug.mesh.translate import ca_path, cert_paths
+from netdebug.mesh.translate.model import ca_path, cert_paths
 
 NOW = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
 

@@ -13,7 +13,7 @@ import pytest
 from netdebug.k8s.inventory import Inventory, build_inventory
 from netdebug.k8s.load import parse_documents, render_kustomize
 from netdebug.mesh.certs import issue_mesh_certs
-from netdebug.mesh.translate import translate
+from netdebug.mesh.translate.translator import translate
 from tests.mesh.fixtures import BASE, SPLIT_75_25, inventory, placement, virtual_service
 from tests.mesh.test_translate import GATEWAY_API, _gateway_api_base
 from tests.procs import REPO, tool

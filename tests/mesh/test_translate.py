@@ -10,13 +10,9 @@ import pytest
 
 from netdebug.k8s.documents import ManifestError
 from netdebug.k8s.hosts import host_matches
-from netdebug.mesh.translate import (
-    Role,
-    envoy_duration,
-    istio_default_retry_policy,
-    parse_duration,
-    route_operation,
-)
+from netdebug.mesh.translate.envoy import envoy_duration, istio_default_retry_policy, route_operation
+from netdebug.mesh.translate.fields import parse_duration
+from netdebug.mesh.translate.model import Role
 from tests.mesh.fixtures import (
     BASE,
     SPLIT_75_25,
@@ -169,7 +165,7 @@ def test_subsets_select_pods_by_label() -> None:
     http += _http("", _dest(None))
     inv = inventory(BASE, virtual_service(http))
     where = placement(inv)
-    from netdebug.mesh.translate import translate
+    from netdebug.mesh.translate.translator import translate
 
     config = translate(inv, where)
     found = clusters(config, "client-sidecar")
@@ -348,7 +344,7 @@ def test_gateway_serves_gateway_hosts_only() -> None:
 def test_server_sidecar_terminates_mtls_and_forwards_xfcc() -> None:
     inv = inventory(BASE)
     where = placement(inv)
-    from netdebug.mesh.translate import translate
+    from netdebug.mesh.translate.translator import translate
 
     config = translate(inv, where)
     sidecars = [e for e in config.envoys if e.role == "server-sidecar"]
