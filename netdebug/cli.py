@@ -1,4 +1,6 @@
-"""`netdebug` entry point: one sub-command per module.
+"""`netdebug` entry point: the one argparse tree, one sub-command per module. probe, plan and mesh
+are packages whose `command` module is the entry (netdebug/probe/command.py, ...); dns, tcp, tls
+(diag.py) and sidecar (sidecar.py) are single modules.
 
 Every command module exposes the same two functions, so this file stays a dispatcher:
 
@@ -34,7 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dns": ("netdebug.diag", "resolve a name, with timings"),
     "tcp": ("netdebug.diag", "open a TCP connection, with timings"),
     "tls": ("netdebug.diag", "TLS handshake: version, ALPN, SNI, certificate, with timings"),
-    "mesh": ("netdebug.mesh.cli", "run the routed setup locally on real Envoy (mesh up)"),
+    "mesh": ("netdebug.mesh.command", "run the routed setup locally on real Envoy (mesh up)"),
 }
 
 EXIT_CODES_HELP = """exit codes:

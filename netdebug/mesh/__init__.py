@@ -1,1 +1,10 @@
-"""Run the k8s routed setup locally on real Envoy: translate manifests, issue certs, start processes."""
+"""`netdebug mesh up`: the k8s routed setup run locally on real Envoy — translate the manifests,
+issue certificates, start and watch the processes.
+
+- `command`      the subcommand: flags and environment → the frozen `MeshUpConfig`
+- `orchestrate`  the process edge: load and place, write configs, start, wait for ready, stop by PID
+- `certs`        a throw-away mesh CA and SPIFFE workload certificates
+- `translate/`   manifests → Envoy bootstraps (pure), split by input API and by Envoy output
+
+The manifests are read through the shared model in netdebug/k8s/.
+"""

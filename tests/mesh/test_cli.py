@@ -10,7 +10,7 @@ import pytest
 from netdebug.cli import build_parser, main_impl
 from netdebug.context import UsageError
 from netdebug.k8s.load import parse_documents
-from netdebug.mesh.cli import build_config
+from netdebug.mesh.command import build_config
 from netdebug.mesh.orchestrate import (
     DEFAULT_OVERLAY,
     MeshUpConfig,
