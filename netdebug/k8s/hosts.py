@@ -20,6 +20,12 @@ def service_host(name: str, namespace: str, domain: str = CLUSTER_DOMAIN) -> str
     return f"{name}.{namespace}.svc.{domain}"
 
 
+def namespace_domain(namespace: str) -> str:
+    """The DNS domain of a namespace, `<namespace>.svc.<cluster domain>` (the last part of an Envoy
+    node id in Istio)."""
+    return f"{namespace}.svc.{CLUSTER_DOMAIN}"
+
+
 def is_short_name(host: str) -> bool:
     return "." not in host
 

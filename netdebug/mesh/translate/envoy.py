@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from netdebug.k8s.documents import ManifestError
-from netdebug.k8s.hosts import CLUSTER_DOMAIN
+from netdebug.k8s.hosts import namespace_domain
 from netdebug.k8s.inventory import Identity, Inventory, Pod
 from netdebug.mesh.translate.model import JSON, EnvoySpec, Placement, ca_path, cert_paths
 
@@ -311,7 +311,7 @@ def server_sidecar(pod: Pod, inventory: Inventory, placement: Placement) -> Envo
             ],
         },
     }
-    node_id = f"sidecar~127.0.0.1~{pod.name}.{pod.namespace}~{pod.namespace}.svc.{CLUSTER_DOMAIN}"
+    node_id = f"sidecar~127.0.0.1~{pod.name}.{pod.namespace}~{namespace_domain(pod.namespace)}"
     bootstrap = envoy_bootstrap(
         node_id, f"{pod.deployment}.{pod.namespace}", where.admin_port, listener, [local]
     )

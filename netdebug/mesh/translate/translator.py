@@ -11,7 +11,7 @@ from netdebug.k8s.documents import (
     ISTIO_NETWORKING_VERSIONS,
     ISTIO_SECURITY_GROUP,
 )
-from netdebug.k8s.hosts import CLUSTER_DOMAIN
+from netdebug.k8s.hosts import namespace_domain
 from netdebug.k8s.inventory import Identity, Inventory
 from netdebug.mesh.translate.envoy import (
     VirtualHost,
@@ -150,7 +150,7 @@ class _Translator(IstioRoutes, GatewayApiRoutes):
                 self.clusters, referenced_clusters(envoy_vhosts), identity, self.placement.cert_dir
             )
             ns = identity.namespace
-            node_id = f"router~127.0.0.1~istio-ingressgateway.{ns}~{ns}.svc.{CLUSTER_DOMAIN}"
+            node_id = f"router~127.0.0.1~istio-ingressgateway.{ns}~{namespace_domain(ns)}"
             bootstrap = envoy_bootstrap(
                 node_id, "istio-ingressgateway", self.placement.gateway_admin_port, listener, clusters
             )
@@ -184,8 +184,7 @@ class _Translator(IstioRoutes, GatewayApiRoutes):
         )
         ident = self.client_identity
         node_id = (
-            f"sidecar~127.0.0.1~{ident.service_account}.{ident.namespace}"
-            f"~{ident.namespace}.svc.{CLUSTER_DOMAIN}"
+            f"sidecar~127.0.0.1~{ident.service_account}.{ident.namespace}~{namespace_domain(ident.namespace)}"
         )
         bootstrap = envoy_bootstrap(
             node_id,
