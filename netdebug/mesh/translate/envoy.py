@@ -29,6 +29,14 @@ _PREVIOUS_HOSTS = "type.googleapis.com/envoy.extensions.retry.host.previous_host
 _UNLIMITED = 4294967295
 # ALPN an Istio client offers towards another sidecar for HTTP/1.1 traffic.
 _ISTIO_ALPN = ["istio-http/1.1", "istio", "http/1.1"]
+# HTTP redirect status -> Envoy's RedirectAction.RedirectResponseCode.
+REDIRECT_RESPONSE_CODES = {
+    301: "MOVED_PERMANENTLY",
+    302: "FOUND",
+    303: "SEE_OTHER",
+    307: "TEMPORARY_REDIRECT",
+    308: "PERMANENT_REDIRECT",
+}
 
 
 def envoy_duration(seconds: float) -> str:

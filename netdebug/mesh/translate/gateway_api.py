@@ -18,6 +18,7 @@ from netdebug.k8s.hosts import host_matches, more_specific, service_host
 from netdebug.k8s.inventory import Service
 from netdebug.mesh.translate.destinations import Destinations
 from netdebug.mesh.translate.envoy import (
+    REDIRECT_RESPONSE_CODES,
     VirtualHost,
     add_virtual_host,
     envoy_duration,
@@ -225,14 +226,8 @@ class GatewayApiRoutes(Destinations):
                 out["rewrite"] = rewrite
             elif ftype == "RequestRedirect":
                 spec = field_mapping(item.get("requestRedirect"), doc, f"{fwhere}.requestRedirect")
-                codes = {
-                    301: "MOVED_PERMANENTLY",
-                    302: "FOUND",
-                    303: "SEE_OTHER",
-                    307: "TEMPORARY_REDIRECT",
-                    308: "PERMANENT_REDIRECT",
-                }
-                redirect: JSON = {"response_code": codes.get(int(spec.get("statusCode", 302)), "FOUND")}
+                status = int(spec.get("statusCode", 302))
+                redirect: JSON = {"response_code": REDIRECT_RESPONSE_CODES.get(status, "FOUND")}
                 if spec.get("scheme"):
                     redirect["scheme_redirect"] = str(spec["scheme"])
                 if spec.get("hostname"):

@@ -16,6 +16,7 @@ from netdebug.k8s.documents import ISTIO_NETWORKING_GROUP, Document
 from netdebug.k8s.hosts import host_matches, more_specific
 from netdebug.mesh.translate.destinations import Destinations
 from netdebug.mesh.translate.envoy import (
+    REDIRECT_RESPONSE_CODES,
     VirtualHost,
     add_virtual_host,
     envoy_duration,
@@ -191,17 +192,10 @@ class IstioRoutes(Destinations):
                 envoy_redirect["scheme_redirect"] = str(redirect["scheme"])
             if "port" in redirect:
                 envoy_redirect["port_redirect"] = int(redirect["port"])
-            codes = {
-                301: "MOVED_PERMANENTLY",
-                302: "FOUND",
-                303: "SEE_OTHER",
-                307: "TEMPORARY_REDIRECT",
-                308: "PERMANENT_REDIRECT",
-            }
             code = int(redirect.get("redirectCode", 301))
-            if code not in codes:
+            if code not in REDIRECT_RESPONSE_CODES:
                 raise doc.error(f"{where}.redirect.redirectCode", f"{code} is not a redirect status")
-            envoy_redirect["response_code"] = codes[code]
+            envoy_redirect["response_code"] = REDIRECT_RESPONSE_CODES[code]
             out["redirect"] = envoy_redirect
             return out
         if kinds[0] == "directResponse":
