@@ -68,8 +68,9 @@ _SEND_CHUNK = 256 * 1024
 _COST_PER_BODY_BYTE = 3
 _JSON_OBJECTS_PER_BYTE = 25  # measured: 10 MiB of [{"a":1},...] parses into ~220 MB of objects
 _DOCUMENT_OVERHEAD = 16 * 1024
-# Bytes that JSON escapes: control characters (up to 6 bytes each), quote and backslash.
-_ESCAPED_BYTES = bytes(range(0x20)) + b'"\\'
+# JSON escapes: most control characters take 6 bytes (\u0001); these take 2 (\n, \", \\).
+_CONTROL_BYTES = bytes(range(0x20))
+_SHORT_CONTROLS = (b"\n", b"\t", b"\r", b"\b", b"\f")
 RETRY_AFTER_SECONDS = 1
 
 # Response header names as Express writes them on HTTP/1.x (curl -i shows them; scripts grep them).
@@ -113,8 +114,15 @@ def _lower(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
 def document_estimate(body: bytes, parse_json: bool) -> int:
     """Bytes the echo document of ``body`` may take while it is built: text, escapes, parsed JSON."""
     size = len(body)
-    escapes = size - len(body.translate(None, _ESCAPED_BYTES)) if size > 4096 else size
-    estimate = 2 * size + 5 * escapes + _DOCUMENT_OVERHEAD
+    if size <= 4096:
+        short, long = 0, size  # not worth counting: assume the worst
+    else:
+        controls = size - len(body.translate(None, _CONTROL_BYTES))
+        short_controls = sum(body.count(byte) for byte in _SHORT_CONTROLS)
+        short = short_controls + body.count(b'"') + body.count(b"\\")
+        long = controls - short_controls
+    # The text (or its base64, 4/3), then the serialised document: every byte plus its escapes.
+    estimate = 2 * size + short + 5 * long + _DOCUMENT_OVERHEAD
     if parse_json:
         estimate += (_JSON_OBJECTS_PER_BYTE + 6) * size
     return estimate
