@@ -58,6 +58,7 @@ HBONE_PORT = 15008
 PROBE_SNAT_ADDRESS = ipaddress.ip_address("169.254.7.127")
 # Route kinds whose parentRef may be a Service (GAMMA); all of them need a waypoint in ambient mode.
 ROUTE_KINDS = ("HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute")
+USE_WAYPOINT_FIELD = f"metadata.labels[{USE_WAYPOINT}]"
 NOT_ANALYZED = "Istio reports it only in the route's ResolvedWaypoints condition; istioctl analyze does not"
 
 
@@ -156,9 +157,6 @@ class Ambient:
             None,
         )
         return labels_of(gateway_class).get(WAYPOINT_FOR, "service") if gateway_class else "service"
-
-
-USE_WAYPOINT_FIELD = f"metadata.labels[{USE_WAYPOINT}]"
 
 
 # --- checks --------------------------------------------------------------------------------------
