@@ -12,5 +12,7 @@ rules). Pure, except `load.render_kustomize`, which runs `kubectl kustomize`.
 - `inventory`  the typed inventory a cluster would run: Services, Deployments → pods, identities
 - `index`      the look-ups the checks share, and `Finding`
 - `checks`     the cross-reference checks (what `istioctl analyze` reports), in a stable order
+- `ambient`    the ambient-mode checks (waypoints, injection, VirtualService, ingress, NetworkPolicy)
+               and the waypoint look-ups `splits` uses
 - `splits`     the split the routes give a request, and plans' expectations checked against it
 """

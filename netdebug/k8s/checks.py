@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from netdebug.k8s.ambient import AMBIENT_CHECKS
 from netdebug.k8s.documents import (
     GATEWAY_API_GROUP,
     ISTIO_NETWORKING_GROUP,
@@ -24,7 +25,7 @@ from netdebug.k8s.documents import (
     of_kind,
 )
 from netdebug.k8s.hosts import expand_short_name, is_short_name, service_host
-from netdebug.k8s.index import Finding, Index, selects, vs_gateways
+from netdebug.k8s.index import Finding, Index, finding_at, selects, vs_gateways
 from netdebug.k8s.splits import check_plans
 
 # Istio's protocol selection: the port name `<protocol>[-<suffix>]` or `appProtocol`.
@@ -56,10 +57,6 @@ def check_cross_references(docs: Sequence[Doc]) -> list[Finding]:
     return findings
 
 
-def _finding(doc: Mapping[str, Any], field: str, message: str, code: str) -> Finding:
-    return Finding(str(doc.get("kind")), name_of(doc), field, message, code, namespace_of(doc))
-
-
 def _vs_destinations(vs: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
     spec = vs.get("spec", {})
     for protocol in ("http", "tcp", "tls"):
@@ -87,7 +84,7 @@ def check_gateway_references(index: Index) -> list[Finding]:
                 continue
             namespace, _, name = str(ref).rpartition("/")
             if (namespace or namespace_of(vs), name) not in gateways:
-                findings.append(_finding(vs, field, f"Gateway {ref!r} not found", "IST0101"))
+                findings.append(finding_at(vs, field, f"Gateway {ref!r} not found", "IST0101"))
     return findings
 
 
@@ -100,7 +97,7 @@ def check_mesh_wildcard(index: Index) -> list[Finding]:
         for i, host in enumerate(vs.get("spec", {}).get("hosts") or []):
             if host == "*":
                 findings.append(
-                    _finding(
+                    finding_at(
                         vs,
                         f"spec.hosts[{i}]",
                         'host "*" with the mesh gateway captures every host',
@@ -119,7 +116,7 @@ def check_fqdn_hosts(index: Index) -> list[Finding]:
         for field, host in fields:
             if host and host != "*" and is_short_name(str(host)):
                 findings.append(
-                    _finding(
+                    finding_at(
                         vs,
                         field,
                         f"short host {host!r}: use {service_host(str(host), namespace_of(vs))}",
@@ -130,7 +127,7 @@ def check_fqdn_hosts(index: Index) -> list[Finding]:
         host = str(dr.get("spec", {}).get("host", ""))
         if host and is_short_name(host):
             message = f"short host {host!r}: use {service_host(host, namespace_of(dr))}"
-            findings.append(_finding(dr, "spec.host", message, "IST0174"))
+            findings.append(finding_at(dr, "spec.host", message, "IST0174"))
     return findings
 
 
@@ -143,23 +140,25 @@ def check_destinations(index: Index) -> list[Finding]:
         for field, dest in _vs_destinations(vs):
             host = str(dest.get("host", ""))
             if not index.host_exists(host, namespace):
-                findings.append(_finding(vs, f"{field}.host", f"host {host!r} matches no Service", "IST0101"))
+                findings.append(
+                    finding_at(vs, f"{field}.host", f"host {host!r} matches no Service", "IST0101")
+                )
                 continue
             subset = dest.get("subset")
             if subset and index.subset_labels(host, str(subset), namespace) is None:
                 message = f"subset {subset!r} of {host} is not defined in any DestinationRule"
-                findings.append(_finding(vs, f"{field}.subset", message, "IST0101"))
+                findings.append(finding_at(vs, f"{field}.subset", message, "IST0101"))
             port = (dest.get("port") or {}).get("number")
             service = index.service_for_host(host, namespace)
             if port is not None and service is not None:
                 numbers = [p.get("port") for p in service.get("spec", {}).get("ports") or []]
                 if port not in numbers:
                     message = f"port {port} is not a port of Service {name_of(service)} ({numbers})"
-                    findings.append(_finding(vs, f"{field}.port.number", message, "IST0101"))
+                    findings.append(finding_at(vs, f"{field}.port.number", message, "IST0101"))
     for dr in of_kind(index.docs, "DestinationRule", ISTIO_NETWORKING_GROUP):
         host = str(dr.get("spec", {}).get("host", ""))
         if not index.host_exists(host, namespace_of(dr)):
-            findings.append(_finding(dr, "spec.host", f"host {host!r} matches no Service", "IST0174"))
+            findings.append(finding_at(dr, "spec.host", f"host {host!r} matches no Service", "IST0174"))
     return findings
 
 
@@ -179,7 +178,7 @@ def check_subsets_select_pods(index: Index) -> list[Finding]:
                 message = (
                     f"subset {subset_name!r} labels {labels} select no pod of Service {name_of(service)}"
                 )
-                findings.append(_finding(dr, f"spec.subsets[{i}].labels", message, "IST0173"))
+                findings.append(finding_at(dr, f"spec.subsets[{i}].labels", message, "IST0173"))
     return findings
 
 
@@ -199,14 +198,14 @@ def check_service_ports(index: Index) -> list[Finding]:
         pods = index.pods_of_service(service)
         if service.get("spec", {}).get("selector") and not pods:
             message = "selector matches no pod template in these manifests"
-            findings.append(_finding(service, "spec.selector", message, ""))
+            findings.append(finding_at(service, "spec.selector", message, ""))
         for i, port in enumerate(service.get("spec", {}).get("ports") or []):
             if not _port_protocol_ok(port):
                 port_name = port.get("name", "")
                 message = (
                     f"port {port.get('port')} named {port_name!r}: no Istio protocol (name or appProtocol)"
                 )
-                findings.append(_finding(service, f"spec.ports[{i}]", message, "IST0118"))
+                findings.append(finding_at(service, f"spec.ports[{i}]", message, "IST0118"))
             target = port.get("targetPort", port.get("port"))
             for pod in pods:
                 if isinstance(target, int):
@@ -218,7 +217,7 @@ def check_service_ports(index: Index) -> list[Finding]:
                         f"targetPort {target!r} is not a container port of {pod.owner_kind} {pod.owner_name} "
                         f"({sorted(pod.container_ports)})"
                     )
-                    findings.append(_finding(service, f"spec.ports[{i}].targetPort", message, "IST0143"))
+                    findings.append(finding_at(service, f"spec.ports[{i}].targetPort", message, "IST0143"))
     return findings
 
 
@@ -244,7 +243,7 @@ def check_conflicting_virtual_services(index: Index) -> list[Finding]:
                 key = (gateway, full)
                 if key in seen and seen[key] != name_of(vs):
                     message = f"host {full} on gateway {gateway} is also routed by VirtualService {seen[key]}"
-                    findings.append(_finding(vs, "spec.hosts", message, "IST0109"))
+                    findings.append(finding_at(vs, "spec.hosts", message, "IST0109"))
                 seen.setdefault(key, name_of(vs))
     return findings
 
@@ -263,24 +262,24 @@ def check_gateway_api_references(index: Index) -> list[Finding]:
                 service = index.service(str(parent.get("name")), parent_ns)
                 if service is None:
                     message = f"Service {parent.get('name')!r} not found"
-                    findings.append(_finding(route, field, message, "IST0101"))
+                    findings.append(finding_at(route, field, message, "IST0101"))
                 elif parent.get("port") is not None and parent["port"] not in [
                     p.get("port") for p in service.get("spec", {}).get("ports") or []
                 ]:
                     message = f"port {parent['port']} is not a port of Service {name_of(service)}"
-                    findings.append(_finding(route, f"{field}.port", message, "IST0101"))
+                    findings.append(finding_at(route, f"{field}.port", message, "IST0101"))
                 continue
             gateway = find(index.docs, "Gateway", str(parent.get("name")), parent_ns, GATEWAY_API_GROUP)
             if gateway is None:
                 findings.append(
-                    _finding(route, field, f"Gateway {parent.get('name')!r} not found", "IST0101")
+                    finding_at(route, field, f"Gateway {parent.get('name')!r} not found", "IST0101")
                 )
                 continue
             section = parent.get("sectionName")
             listeners = [str(item.get("name")) for item in gateway.get("spec", {}).get("listeners") or []]
             if section and section not in listeners:
                 message = f"Gateway {name_of(gateway)} has no listener {section!r} ({listeners})"
-                findings.append(_finding(route, f"{field}.sectionName", message, "IST0101"))
+                findings.append(finding_at(route, f"{field}.sectionName", message, "IST0101"))
         for r, rule in enumerate(spec.get("rules") or []):
             for b, backend in enumerate(rule.get("backendRefs") or []):
                 if backend.get("kind", "Service") != "Service" or backend.get("group", "") != "":
@@ -289,13 +288,13 @@ def check_gateway_api_references(index: Index) -> list[Finding]:
                 service = index.service(str(backend.get("name")), str(backend.get("namespace") or namespace))
                 if service is None:
                     findings.append(
-                        _finding(route, field, f"Service {backend.get('name')!r} not found", "IST0101")
+                        finding_at(route, field, f"Service {backend.get('name')!r} not found", "IST0101")
                     )
                 elif backend.get("port") not in [
                     p.get("port") for p in service.get("spec", {}).get("ports") or []
                 ]:
                     message = f"port {backend.get('port')} is not a port of Service {name_of(service)}"
-                    findings.append(_finding(route, f"{field}.port", message, "IST0101"))
+                    findings.append(finding_at(route, f"{field}.port", message, "IST0101"))
     return findings
 
 
@@ -324,5 +323,6 @@ CHECKS = (
     check_subsets_select_pods,
     check_conflicting_virtual_services,
     check_gateway_api_references,
+    *AMBIENT_CHECKS,
     check_plans,
 )

@@ -27,7 +27,7 @@ ISTIO_NETWORKING_VERSIONS = frozenset(
 )
 GATEWAY_API_GROUP = "gateway.networking.k8s.io"
 
-_CLUSTER_SCOPED = frozenset(
+CLUSTER_SCOPED = frozenset(
     {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "GatewayClass"}
 )
 
@@ -69,7 +69,7 @@ class Document:
     def where(self, field_path: str = "") -> str:
         """`origin (document N): Kind ns/name: field` — the prefix of every message about this document."""
         doc_no = f" (document {self.index + 1})" if self.index is not None else ""
-        name = self.name if self.kind in _CLUSTER_SCOPED else f"{self.namespace}/{self.name}"
+        name = self.name if self.kind in CLUSTER_SCOPED else f"{self.namespace}/{self.name}"
         at = f"{self.origin}{doc_no}: {self.kind} {name}"
         return f"{at}: {field_path}" if field_path else at
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from netdebug.k8s.documents import (
+    CLUSTER_SCOPED,
     ISTIO_NETWORKING_GROUP,
     Doc,
     find,
@@ -51,6 +52,8 @@ class PodTemplate:
     labels: Mapping[str, str]
     container_ports: Mapping[int, str]  # number -> name ("" when unnamed)
     run_as_users: tuple[int, ...]
+    # The kubelet probes some container over the network (httpGet, tcpSocket or grpc; exec is local).
+    network_probes: bool = False
 
 
 def pod_templates(docs: Iterable[Doc]) -> list[PodTemplate]:
@@ -66,8 +69,12 @@ def pod_templates(docs: Iterable[Doc]) -> list[PodTemplate]:
             continue
         ports: dict[int, str] = {}
         users: list[int] = []
+        probed = False
         pod_user = (spec.get("securityContext") or {}).get("runAsUser")
         for container in spec.get("containers") or []:
+            for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+                handler = container.get(probe) or {}
+                probed = probed or any(key in handler for key in ("httpGet", "tcpSocket", "grpc"))
             for port in container.get("ports") or []:
                 if isinstance(port.get("containerPort"), int):
                     ports[port["containerPort"]] = str(port.get("name", ""))
@@ -82,9 +89,22 @@ def pod_templates(docs: Iterable[Doc]) -> list[PodTemplate]:
                 labels={str(k): str(v) for k, v in (metadata.get("labels") or {}).items()},
                 container_ports=ports,
                 run_as_users=tuple(users),
+                network_probes=probed,
             )
         )
     return found
+
+
+def finding_at(doc: Mapping[str, Any], field: str, message: str, code: str) -> Finding:
+    """A finding about `doc` (its kind, name and namespace) at `field`."""
+    kind = str(doc.get("kind"))
+    namespace = "" if kind in CLUSTER_SCOPED else namespace_of(doc)
+    return Finding(kind, name_of(doc), field, message, code, namespace)
+
+
+def labels_of(doc: Mapping[str, Any]) -> dict[str, str]:
+    """`metadata.labels` as strings ({} when absent)."""
+    return {str(k): str(v) for k, v in ((doc.get("metadata") or {}).get("labels") or {}).items()}
 
 
 def selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:

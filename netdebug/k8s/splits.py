@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from netdebug.k8s.ambient import Ambient
 from netdebug.k8s.documents import (
     GATEWAY_API_GROUP,
     ISTIO_NETWORKING_GROUP,
@@ -125,7 +126,12 @@ def gateway_api_weights(
     index: Index, host: str, path: str, namespace: str, ingress: bool
 ) -> dict[str, float] | None:
     """The version split HTTPRoutes apply: GAMMA routes (parent: the Service) for mesh callers, routes
-    on a Gateway listener with a matching hostname for ingress. Longest path prefix wins."""
+    on a Gateway listener with a matching hostname for ingress. Longest path prefix wins.
+
+    Ambient mode (k8s/ambient.py): a GAMMA route of a Service that uses no waypoint is not applied; an
+    ingress backend Service with istio.io/ingress-use-waypoint passes its waypoint, which applies that
+    Service's GAMMA route."""
+    ambient = Ambient(index)
     candidates: list[tuple[int, Mapping[str, Any], str]] = []
     for route in of_kind(index.docs, "HTTPRoute", GATEWAY_API_GROUP):
         spec = route.get("spec", {})
@@ -136,9 +142,10 @@ def gateway_api_weights(
             if ingress and not is_service:
                 attached = attached or host in (spec.get("hostnames") or [host])
             elif not ingress and is_service:
-                attached = (
-                    attached
-                    or service_host(str(parent.get("name")), str(parent.get("namespace") or route_ns)) == host
+                parent_ns = str(parent.get("namespace") or route_ns)
+                attached = attached or (
+                    service_host(str(parent.get("name")), parent_ns) == host
+                    and ambient.route_applies(str(parent.get("name")), parent_ns)
                 )
         if not attached:
             continue
@@ -153,10 +160,20 @@ def gateway_api_weights(
     _, rule, route_ns = max(candidates, key=lambda c: c[0])
     weights: dict[str, float] = {}
     for backend in rule.get("backendRefs") or []:
-        service = index.service(str(backend.get("name")), str(backend.get("namespace") or route_ns))
+        backend_ns = str(backend.get("namespace") or route_ns)
+        service = index.service(str(backend.get("name")), backend_ns)
+        weight = float(backend.get("weight", 1))
+        if ingress and service is not None and ambient.ingress_reaches_waypoint(service):
+            behind = gateway_api_weights(
+                index, service_host(name_of(service), backend_ns), path, backend_ns, False
+            )
+            if behind:
+                for version, percent in behind.items():
+                    weights[version] = weights.get(version, 0.0) + weight * percent / 100.0
+                continue
         selector = (service or {}).get("spec", {}).get("selector") or {}
         version = _version_of(selector, str(backend.get("name")))
-        weights[version] = weights.get(version, 0.0) + float(backend.get("weight", 1))
+        weights[version] = weights.get(version, 0.0) + weight
     return to_percent(weights)
 
 

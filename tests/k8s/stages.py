@@ -27,6 +27,9 @@ GATEWAY_API_OBJECTS = {
     ("HTTPRoute", "echo-ingress"),
     ("HTTPRoute", "echo-mesh"),
 }
+AMBIENT_OBJECTS = {
+    ("Gateway", "echo-waypoint"),
+}
 NETDEBUG_OBJECTS = {
     ("ServiceAccount", "netdebug"),
     ("Job", "netdebug-plan"),
@@ -40,15 +43,21 @@ STAGES: dict[str, set[tuple[str, str]]] = {
     "overlays/istio": BASE_OBJECTS | ISTIO_OBJECTS,
     "overlays/istio-v1-only": BASE_OBJECTS | ISTIO_OBJECTS,
     "overlays/gateway-api": BASE_OBJECTS | GATEWAY_API_OBJECTS,
+    "overlays/ambient": BASE_OBJECTS | GATEWAY_API_OBJECTS | AMBIENT_OBJECTS,
     "netdebug": NETDEBUG_OBJECTS,
+    "netdebug-ambient": NETDEBUG_OBJECTS,
 }
 # The routing stages users apply one after another (the netdebug Job goes on top of any of them).
-ROUTING_STAGES = ["overlays/istio-v1-only", "overlays/istio", "overlays/gateway-api"]
+ROUTING_STAGES = ["overlays/istio-v1-only", "overlays/istio", "overlays/gateway-api", "overlays/ambient"]
+# The sidecar stages, and the ambient stage with the netdebug Job (and plan) that goes with it.
+SIDECAR_STAGES = ["overlays/istio-v1-only", "overlays/istio", "overlays/gateway-api"]
+NETDEBUG_FOR = {stage: "netdebug" for stage in SIDECAR_STAGES} | {"overlays/ambient": "netdebug-ambient"}
 # The split each routing stage applies to /echo, for mesh callers and at the ingress gateway.
 STAGE_SPLIT = {
     "overlays/istio-v1-only": {"v1": 100.0},
     "overlays/istio": {"v1": 75.0, "v2": 25.0},
     "overlays/gateway-api": {"v1": 75.0, "v2": 25.0},
+    "overlays/ambient": {"v1": 75.0, "v2": 25.0},
 }
 
 

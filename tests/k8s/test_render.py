@@ -18,6 +18,8 @@ import yaml
 
 from netdebug.k8s.documents import Doc, name_of
 from netdebug.k8s.load import load_documents, render_kustomize
+from netdebug.plan.execute import default_probe_backend, prepare
+from netdebug.plan.parse import parse_plan
 from tests.k8s.crd_schemas import load_crd_schemas, schema_errors
 from tests.k8s.stages import K8S, ROUTING_STAGES, STAGES, kustomization_dirs
 from tests.procs import SHARED
@@ -185,6 +187,18 @@ def _gateway_api_listener_no_protocol(docs: list[Doc]) -> Doc:
     return gateway
 
 
+def _waypoint_port_as_text(docs: list[Doc]) -> Doc:
+    waypoint = _doc(docs, "Gateway", "echo-waypoint")
+    waypoint["spec"]["listeners"][0]["port"] = "15008"
+    return waypoint
+
+
+def _waypoint_without_class(docs: list[Doc]) -> Doc:
+    waypoint = _doc(docs, "Gateway", "echo-waypoint")
+    del waypoint["spec"]["gatewayClassName"]
+    return waypoint
+
+
 @pytest.mark.parametrize(
     ("stage", "broken", "field"),
     [
@@ -195,6 +209,10 @@ def _gateway_api_listener_no_protocol(docs: list[Doc]) -> Doc:
         pytest.param("overlays/gateway-api", _httproute_bad_path_type, "type", id="httproute-path-type"),
         pytest.param(
             "overlays/gateway-api", _gateway_api_listener_no_protocol, "protocol", id="listener-protocol"
+        ),
+        pytest.param("overlays/ambient", _waypoint_port_as_text, "port", id="waypoint-port-as-text"),
+        pytest.param(
+            "overlays/ambient", _waypoint_without_class, "gatewayClassName", id="waypoint-without-class"
         ),
     ],
 )
@@ -338,6 +356,79 @@ def test_gateway_api_routing(docs_of: Callable[[str], list[Doc]]) -> None:
     for version in ("v1", "v2"):
         service = _doc(docs, "Service", f"echo-{version}")
         assert service["spec"]["selector"] == {"app": "echo", "version": version}
+
+
+def test_ambient_routing(docs_of: Callable[[str], list[Doc]]) -> None:
+    docs = docs_of("overlays/ambient")
+    assert not any(str(d["apiVersion"]).startswith("networking.istio.io") for d in docs)
+    # Ambient, not sidecars: the base namespace's injection label is gone; every Service of the
+    # namespace uses the waypoint.
+    namespace = _doc(docs, "Namespace", "echo")
+    assert namespace["metadata"]["labels"] == {
+        "istio.io/dataplane-mode": "ambient",
+        "istio.io/use-waypoint": "echo-waypoint",
+    }
+    # What `istioctl waypoint generate --for service --name echo-waypoint -n echo` prints.
+    waypoint = _doc(docs, "Gateway", "echo-waypoint")
+    assert waypoint["metadata"]["labels"] == {"istio.io/waypoint-for": "service"}
+    assert waypoint["spec"] == {
+        "gatewayClassName": "istio-waypoint",
+        "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}],
+    }
+    # The routes, the per-version Services and the ingress Gateway are the Gateway API stage's.
+    gateway_api = docs_of("overlays/gateway-api")
+    for kind, name in [
+        ("HTTPRoute", "echo-mesh"),
+        ("HTTPRoute", "echo-ingress"),
+        ("Gateway", "echo-gateway"),
+        ("Service", "echo-v1"),
+        ("Service", "echo-v2"),
+        ("Service", "echo-service"),
+    ]:
+        assert _doc(docs, kind, name) == _doc(gateway_api, kind, name), f"{kind} {name}"
+    # Ingress skips the waypoint by design (the gateway's own route splits): no ingress-use-waypoint.
+    assert not any("istio.io/ingress-use-waypoint" in d["metadata"].get("labels", {}) for d in docs)
+    # Kubelet probes reach ambient pods from 169.254.7.127 (SNAT); HBONE (15008) is not port-restricted.
+    policy = _doc(docs, "NetworkPolicy", "echo-ingress")
+    assert {"from": [{"ipBlock": {"cidr": "169.254.7.127/32"}}]} in policy["spec"]["ingress"]
+    assert not any("ports" in rule for rule in policy["spec"]["ingress"])
+
+
+def test_ambient_netdebug_job(docs_of: Callable[[str], list[Doc]]) -> None:
+    # The same Job (no sidecar to wait for or quit: netdebug sees no sidecar.istio.io/status), with
+    # the ambient plan in its ConfigMap.
+    docs, sidecar_docs = docs_of("netdebug-ambient"), docs_of("netdebug")
+    (config_map,) = [d for d in docs if d["kind"] == "ConfigMap"]
+    job = _doc(docs, "Job", "netdebug-plan")
+    volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["plan"]["configMap"]["name"] == name_of(config_map)
+    (sidecar_map,) = [d for d in sidecar_docs if d["kind"] == "ConfigMap"]
+    sidecar_job = _doc(sidecar_docs, "Job", "netdebug-plan")
+    sidecar_job["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"] = name_of(config_map)
+    assert job == sidecar_job
+    assert name_of(config_map) != name_of(sidecar_map)
+    plan = yaml.safe_load(config_map["data"]["plan.yaml"])
+    steps = {step["name"]: step for step in plan["steps"]}
+    probes = [s["probe"] for s in steps.values() if "probe" in s]
+    assert [p["url"] for p in probes] == ["${svc}/echo", "${gateway}/echo"]
+    assert all(p["expect"] == {"v1": 75, "v2": 25} for p in probes)
+    # No client sidecar in ambient: no step may require one.
+    assert "client-sidecar" not in config_map["data"]["plan.yaml"]
+    waypoint = steps["the waypoint answered, not ztunnel alone"]["http"]
+    assert waypoint["expect"]["headers"] == {"server": "istio-envoy"}
+    assert waypoint["expect"]["headers_present"] == ["x-envoy-upstream-service-time"]
+    gateway = _doc(docs_of("overlays/ambient"), "Gateway", "echo-gateway")
+    service = f"{name_of(gateway)}-{gateway['spec']['gatewayClassName']}"
+    assert plan["vars"]["gateway"] == f"http://{service}.echo.svc.cluster.local"
+
+
+@pytest.mark.parametrize("relative", ["netdebug", "netdebug-ambient"])
+def test_shipped_plans_validate(relative: str, docs_of: Callable[[str], list[Doc]]) -> None:
+    # Everything `netdebug plan` checks before it runs a step, probe options included.
+    (config_map,) = [d for d in docs_of(relative) if d["kind"] == "ConfigMap"]
+    plan = parse_plan(config_map["data"]["plan.yaml"], f"k8s/{relative}/plan.yaml")
+    prepared = prepare(plan, {}, default_probe_backend)
+    assert len(prepared.probe_configs) == 2
 
 
 def test_netdebug_job(docs_of: Callable[[str], list[Doc]]) -> None:

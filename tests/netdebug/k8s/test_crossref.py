@@ -20,7 +20,7 @@ from netdebug.k8s.splits import (
     parse_expect,
     plans_in,
 )
-from tests.k8s.stages import ROUTING_STAGES
+from tests.k8s.stages import ROUTING_STAGES, STAGE_SPLIT
 
 MESH_HOST = "echo-service.echo.svc.cluster.local"
 
@@ -29,13 +29,25 @@ def _get(docs: list[Doc], kind: str, name: str) -> Doc:
     return next(d for d in docs if d["kind"] == kind and name_of(d) == name)
 
 
-@pytest.mark.parametrize("relative", ["base", "netdebug", *ROUTING_STAGES])
+@pytest.mark.parametrize("relative", ["base", "netdebug", "netdebug-ambient", *ROUTING_STAGES])
 def test_shipped_manifests_have_no_findings(relative: str, docs_of: Callable[[str], list[Doc]]) -> None:
     assert [str(f) for f in check_cross_references(docs_of(relative))] == []
 
 
 def test_example_plan_agrees_with_the_default_stage(docs_of: Callable[[str], list[Doc]]) -> None:
     assert [str(f) for f in check_cross_references(docs_of("overlays/istio") + docs_of("netdebug"))] == []
+
+
+@pytest.mark.parametrize("stage", ROUTING_STAGES)
+def test_each_stage_applies_its_split(stage: str, docs_of: Callable[[str], list[Doc]]) -> None:
+    # The split each stage is documented to apply to /echo, for mesh callers and at the ingress.
+    index = Index(docs_of(stage))
+    mesh = istio_weights(index, MESH_HOST, "/echo", "echo", "mesh")
+    ingress = istio_weights(index, "echo.local", "/echo", "echo", "echo-gateway")
+    if mesh is None:
+        mesh = gateway_api_weights(index, MESH_HOST, "/echo", "echo", ingress=False)
+        ingress = gateway_api_weights(index, "echo.local", "/echo", "echo", ingress=True)
+    assert mesh == ingress == STAGE_SPLIT[stage]
 
 
 def test_example_plan_checks_the_mesh_and_gateway_split(docs_of: Callable[[str], list[Doc]]) -> None:
