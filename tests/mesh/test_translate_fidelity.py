@@ -22,7 +22,7 @@ from netdebug.mesh.translate.envoy import inbound_retry_policy, istio_default_re
 from netdebug.mesh.translate.gateway_api import go_quote_meta
 from netdebug.mesh.translate.model import MeshConfig, Role
 from netdebug.mesh.translate.translator import translate
-from netdebug.mesh.translate.versions import NEWEST, IstioVersion, parse_istio_version
+from netdebug.mesh.translate.versions import CHANGES, NEWEST, IstioVersion, parse_istio_version
 from tests.mesh.fixtures import (
     BASE,
     DESTINATION_RULE,
@@ -40,6 +40,7 @@ from tests.mesh.fixtures import (
     virtual_service,
 )
 from tests.mesh.test_translate import GATEWAY_API, _gateway_api_base
+from tests.procs import REPO
 
 FQDN = "echo-service.echo.svc.cluster.local"
 V1 = f"outbound|80|v1|{FQDN}"
@@ -818,3 +819,15 @@ def test_future_version_behaves_like_the_newest() -> None:
     assert route_config(_translate(BASE, istio=future), "client-sidecar") == route_config(
         _translate(BASE), "client-sidecar"
     )
+
+
+def test_mesh_up_docs_list_every_version_change() -> None:
+    docs = (REPO / "docs" / "mesh-up.md").read_text()
+    section = docs.split("### Istio versions", 1)[1].split("\n### ", 1)[0]
+    rows = [line for line in section.splitlines() if re.match(r"\| \d+\.\d+ \|", line)]
+    assert len(rows) == len(CHANGES)
+    for change, row in zip(CHANGES, rows, strict=True):
+        assert f"| {change.since} |" in row
+        assert f"`{change.flag}`" in row
+        assert change.source.split(" ")[0].removeprefix("pilot/pkg/networking/core/") in row
+    assert f"`latest` (= {NEWEST}" in docs
