@@ -4,6 +4,9 @@ The inventory holds the core kinds the local mesh emulates (Deployments → pods
 ServiceAccounts) and keeps the routing kinds (Istio and Gateway API) as raw documents for the mesh
 translation. Every error names the document and the field (`Document.error`, k8s/documents.py).
 
+Each pod carries Istio's sidecar injection decision (`sidecar_injection`: the namespace's labels,
+the pod template's `sidecar.istio.io/inject` label or annotation), with the reason.
+
 Pod names follow the ReplicaSet convention `<deployment>-<pod-template-hash>-<suffix>`, with both
 parts drawn from Kubernetes' "safe" alphabet (no vowels, no 0/1/3) and derived from a hash of the
 pod template, so a rendering always yields the same names.
