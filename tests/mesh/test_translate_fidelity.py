@@ -831,3 +831,15 @@ def test_mesh_up_docs_list_every_version_change() -> None:
         assert f"`{change.flag}`" in row
         assert change.source.split(" ")[0].removeprefix("pilot/pkg/networking/core/") in row
     assert f"`latest` (= {NEWEST}" in docs
+
+
+def test_pod_template_annotation_opts_out() -> None:
+    annotated = deployment("v2", 1).replace(
+        "metadata: {labels: {app: echo, version: v2}}",
+        "metadata: {labels: {app: echo, version: v2}, annotations: {sidecar.istio.io/inject: 'false'}}",
+    )
+    inv = inventory(NAMESPACE, deployment("v1", 1), annotated, SERVICE)
+    assert {p.version: p.injection for p in inv.pods} == {
+        "v1": Injection(True, "namespace echo has istio-injection: enabled"),
+        "v2": Injection(False, "pod annotation sidecar.istio.io/inject: false"),
+    }
