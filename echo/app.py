@@ -11,6 +11,7 @@ Admin requests are neither logged nor counted, so kubelet probes do not drown th
 from __future__ import annotations
 
 import asyncio
+import json
 import mimetypes
 import random
 import socket
@@ -34,7 +35,7 @@ from echo.encoding import (
     parse_content_encoding,
 )
 from echo.identity import Identity
-from echo.mesh import parse_attempt
+from echo.mesh import mesh_info, parse_attempt
 from echo.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from echo.metrics import Metrics
 from echo.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
@@ -717,7 +718,11 @@ class EchoApp:
         message = await receive()
         if message["type"] != "websocket.connect":
             return
-        await send({"type": "websocket.accept", "headers": list(self._identity_headers)})
+        # The handshake is a WebSocket session's one HTTP request: report what the mesh did to it
+        # (the JSON answer's `mesh` object) in a header, as ASCII JSON.
+        mesh = json.dumps(mesh_info(headers_dict(scope.get("headers", []))), separators=(",", ":"))
+        headers = [*self._identity_headers, (b"x-echo-mesh", mesh.encode("ascii"))]
+        await send({"type": "websocket.accept", "headers": headers})
         self.metrics.websocket_sessions += 1
         while True:
             message = await receive()

@@ -9,7 +9,8 @@ rules). Pure, except `load.render_kustomize`, which runs `kubectl kustomize`.
                kind, name and field), the bare `Doc` and its accessors, the API group names
 - `load`       the YAML reader for manifests and its three callers' contracts; kustomize rendering
                with origin annotations
-- `inventory`  the typed inventory a cluster would run: Services, Deployments → pods, identities
+- `inventory`  the typed inventory a cluster would run: Services, Deployments → pods, identities,
+               and whether Istio injects each pod's sidecar
 - `index`      the look-ups the checks share, and `Finding`
 - `checks`     the cross-reference checks (what `istioctl analyze` reports), in a stable order
 - `ambient`    the ambient-mode checks (waypoints, injection, VirtualService, ingress, NetworkPolicy)

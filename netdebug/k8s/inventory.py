@@ -4,6 +4,9 @@ The inventory holds the core kinds the local mesh emulates (Deployments → pods
 ServiceAccounts) and keeps the routing kinds (Istio and Gateway API) as raw documents for the mesh
 translation. Every error names the document and the field (`Document.error`, k8s/documents.py).
 
+Each pod carries Istio's sidecar injection decision (`sidecar_injection`: the namespace's labels,
+the pod template's `sidecar.istio.io/inject` label or annotation), with the reason.
+
 Pod names follow the ReplicaSet convention `<deployment>-<pod-template-hash>-<suffix>`, with both
 parts drawn from Kubernetes' "safe" alphabet (no vowels, no 0/1/3) and derived from a hash of the
 pod template, so a rendering always yields the same names.
@@ -89,6 +92,72 @@ class EnvVar:
     field_path: str | None = None  # valueFrom.fieldRef.fieldPath
 
 
+# Namespaces Istio's injector never injects (pkg/kube/inject: IgnoredNamespaces).
+_NEVER_INJECTED = frozenset({"kube-system", "kube-public", "kube-node-lease", "local-path-storage"})
+INJECTION_LABEL = "istio-injection"
+REVISION_LABEL = "istio.io/rev"
+SIDECAR_INJECT = "sidecar.istio.io/inject"
+
+
+@dataclass(frozen=True)
+class Injection:
+    """Whether Istio's injector gives a pod a sidecar, and the manifest fact that decided it."""
+
+    sidecar: bool
+    reason: str
+
+
+def sidecar_injection(
+    namespace: str,
+    namespace_labels: Mapping[str, str] | None,
+    pod_labels: Mapping[str, str],
+    pod_annotations: Mapping[str, str],
+    host_network: bool = False,
+) -> Injection:
+    """Istio's sidecar injection decision for a pod template. Pure.
+
+    Two steps, as in a cluster. First the injector's webhooks must be called for the pod: their
+    selectors (istio-discovery chart, mutatingwebhook.yaml, default revision) read only labels:
+    namespace `istio-injection: enabled`, or namespace `istio.io/rev` without `istio-injection`,
+    unless the pod is labelled `sidecar.istio.io/inject: "false"`; in any other namespace without
+    either label, a pod labelled `sidecar.istio.io/inject: "true"` (or `istio.io/rev`). Then the
+    injector (pkg/kube/inject/inject.go injectRequired) reads `sidecar.istio.io/inject` from the pod's
+    label, else its annotation: "false" skips injection, anything else injects.
+
+    `namespace_labels` is None when the manifests do not define the namespace: injection is then
+    assumed on (as for a namespace labelled for the mesh), and the reason says so.
+    """
+    label = pod_labels.get(SIDECAR_INJECT)
+    if host_network:
+        return Injection(False, "hostNetwork pods are never injected")
+    if namespace in _NEVER_INJECTED:
+        return Injection(False, f"namespace {namespace} is never injected")
+    if namespace_labels is None:
+        selected, why = (
+            True,
+            f"namespace {namespace} is not in the manifests (assumed labelled for injection)",
+        )
+    elif INJECTION_LABEL in namespace_labels:
+        value = namespace_labels[INJECTION_LABEL]
+        selected, why = value == "enabled", f"namespace {namespace} has {INJECTION_LABEL}: {value}"
+    elif REVISION_LABEL in namespace_labels:
+        selected = True
+        why = f"namespace {namespace} has {REVISION_LABEL}: {namespace_labels[REVISION_LABEL]}"
+    elif label == "true" and REVISION_LABEL not in pod_labels:
+        selected, why = True, f"pod label {SIDECAR_INJECT}: true"
+    elif REVISION_LABEL in pod_labels and label != "false":
+        selected, why = True, f"pod label {REVISION_LABEL}: {pod_labels[REVISION_LABEL]}"
+    else:
+        return Injection(False, f"namespace {namespace} has no {INJECTION_LABEL} or {REVISION_LABEL} label")
+    if not selected:
+        return Injection(False, why)
+    if label == "false":
+        return Injection(False, f"pod label {SIDECAR_INJECT}: false")
+    if label is None and pod_annotations.get(SIDECAR_INJECT) == "false":
+        return Injection(False, f"pod annotation {SIDECAR_INJECT}: false")
+    return Injection(True, why)
+
+
 @dataclass(frozen=True)
 class Pod:
     """One replica of a Deployment, as the ReplicaSet controller would name and label it."""
@@ -101,6 +170,7 @@ class Pod:
     env: tuple[EnvVar, ...]
     container_ports: Mapping[str, int]  # port name → containerPort ("" for unnamed)
     http_port: int  # the port the echo container serves plain HTTP on (in the cluster)
+    injection: Injection = Injection(True, "sidecar injected")
 
     @property
     def identity(self) -> Identity:
@@ -199,7 +269,7 @@ def _service(doc: Document) -> Service:
     )
 
 
-def _deployment_pods(doc: Document) -> list[Pod]:
+def _deployment_pods(doc: Document, namespaces: Mapping[str, Mapping[str, str]]) -> list[Pod]:
     spec = doc.spec
     replicas = spec.get("replicas", 1)
     replicas = _int(replicas, doc, "spec.replicas")
@@ -259,6 +329,14 @@ def _deployment_pods(doc: Document) -> list[Pod]:
                 )
             http_port = int(var.value)
     service_account = str(pod_spec.get("serviceAccountName") or pod_spec.get("serviceAccount") or "default")
+    annotations = _str_map(
+        meta.get("annotations") if isinstance(meta, Mapping) else None,
+        doc,
+        "spec.template.metadata.annotations",
+    )
+    injection = sidecar_injection(
+        doc.namespace, namespaces.get(doc.namespace), labels, annotations, pod_spec.get("hostNetwork") is True
+    )
     template_hash, names = pod_names(doc.name, template, replicas)
     pod_labels = {**labels, "pod-template-hash": template_hash}
     return [
@@ -271,6 +349,7 @@ def _deployment_pods(doc: Document) -> list[Pod]:
             env=tuple(env),
             container_ports=ports,
             http_port=http_port,
+            injection=injection,
         )
         for name in names
     ]
@@ -292,11 +371,16 @@ def build_inventory(documents: Sequence[Document]) -> Inventory:
             raise doc.error("metadata.name", f"duplicate of {seen[key].where()}")
         seen[key] = doc
     services = [_service(d) for d in documents if d.kind == "Service" and d.api_version == "v1"]
+    namespaces = {
+        d.name: _str_map(d.data["metadata"].get("labels"), d, "metadata.labels")
+        for d in documents
+        if d.kind == "Namespace" and d.api_version == "v1"
+    }
     pods: list[Pod] = []
     warnings: list[str] = []
     for doc in documents:
         if doc.kind == "Deployment" and doc.api_version == "apps/v1":
-            pods.extend(_deployment_pods(doc))
+            pods.extend(_deployment_pods(doc, namespaces))
         elif doc.kind in {"StatefulSet", "DaemonSet", "ReplicaSet", "Pod", "Job", "CronJob"}:
             warnings.append(f"{doc.where()}: not started (only Deployments run locally)")
         elif doc.kind not in _QUIETLY_USED and not doc.api_version.startswith(_ROUTING_GROUPS):

@@ -20,6 +20,7 @@ from netdebug.context import Context, ExitStatus, UsageError
 from netdebug.k8s.documents import ManifestError
 from netdebug.k8s.load import find_kubectl
 from netdebug.mesh.orchestrate import MeshRuntimeError, MeshUpConfig, default_source, run_mesh_up
+from netdebug.mesh.translate.versions import NEWEST, parse_istio_version
 
 ENVOY_LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical", "off")
 
@@ -61,6 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         "--ready-timeout", type=float, help="seconds to wait for every process to be ready (default 30)"
     )
     up.add_argument("--envoy-log-level", choices=ENVOY_LOG_LEVELS, help="Envoy log level (default warning)")
+    up.add_argument(
+        "--istio-version",
+        metavar="VERSION",
+        help="behave like this Istio release where releases differ, e.g. 1.23"
+        f" (env NETDEBUG_MESH_ISTIO_VERSION; default latest = {NEWEST})",
+    )
 
 
 def _beside_python(name: str) -> str | None:
@@ -110,6 +117,12 @@ def build_config(args: argparse.Namespace, env: Mapping[str, str], cwd: Path) ->
     timeout = args.ready_timeout if args.ready_timeout is not None else 30.0
     if timeout <= 0:
         raise UsageError("--ready-timeout: must be positive")
+    try:
+        istio_version = parse_istio_version(
+            args.istio_version or env.get("NETDEBUG_MESH_ISTIO_VERSION") or "latest"
+        )
+    except ValueError as exc:
+        raise UsageError(f"--istio-version: {exc}") from None
     return MeshUpConfig(
         source=source,
         bind=str(address),
@@ -122,6 +135,7 @@ def build_config(args: argparse.Namespace, env: Mapping[str, str], cwd: Path) ->
         ready_timeout=timeout,
         envoy_log_level=args.envoy_log_level or "warning",
         node_name=socket.gethostname(),
+        istio_version=istio_version,
     )
 
 

@@ -38,6 +38,7 @@ from netdebug.k8s.load import parse_documents, render_with_origins
 from netdebug.mesh.certs import issue_mesh_certs
 from netdebug.mesh.translate.model import EnvoySpec, MeshConfig, Placement, PodPlacement
 from netdebug.mesh.translate.translator import translate
+from netdebug.mesh.translate.versions import NEWEST, IstioVersion
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 DEFAULT_OVERLAY = Path("k8s") / "overlays" / "istio"
@@ -61,6 +62,7 @@ class MeshUpConfig:
     ready_timeout: float
     envoy_log_level: str
     node_name: str
+    istio_version: IstioVersion = NEWEST  # the release to follow where Istio releases differ
 
 
 @dataclass
@@ -378,6 +380,7 @@ class LocalMesh:
             "bind": bind,
             "work_dir": str(self.work_dir),
             "startup_seconds": round(self.startup_seconds, 3),
+            "istio_version": str(self.config.istio_version),
             "gateway": None,
             "client_sidecar": None,
             "pods": [],
@@ -402,7 +405,7 @@ class LocalMesh:
             state["client_sidecar"]["hosts"] = list(self.mesh.mesh_hosts)
         for pod in self.inventory.pods:
             where = self.placement.pods[pod.name]
-            sidecar = by_name[f"sidecar-{pod.name}"]
+            sidecar = by_name.get(f"sidecar-{pod.name}")
             state["pods"].append(
                 {
                     "name": pod.name,
@@ -414,9 +417,12 @@ class LocalMesh:
                     "identity": pod.identity.spiffe,
                     "echo_url": f"http://127.0.0.1:{where.echo_port}",
                     "echo_pid": by_name[pod.name].pid,
-                    "sidecar_url": f"https://{host}:{where.sidecar_port}",
-                    "sidecar_admin": f"http://127.0.0.1:{where.admin_port}",
-                    "sidecar_pid": sidecar.pid,
+                    # Istio's injection decision; without a sidecar the sidecar fields are null.
+                    "sidecar": sidecar is not None,
+                    "injection": pod.injection.reason,
+                    "sidecar_url": f"https://{host}:{where.sidecar_port}" if sidecar else None,
+                    "sidecar_admin": f"http://127.0.0.1:{where.admin_port}" if sidecar else None,
+                    "sidecar_pid": sidecar.pid if sidecar else None,
                 }
             )
         return state
@@ -452,11 +458,20 @@ def summary_lines(state: Mapping[str, Any]) -> list[str]:
         if fqdn:
             lines.append(f"  try: http_proxy={client['url']} curl http://{fqdn}/echo")
     for pod in state.get("pods", []):
-        lines.append(
-            f"pod {pod['name']}  version {pod['version']}  echo {pod['echo_url']} (direct: bypasses the mesh)"
-            f"  sidecar {pod['sidecar_url']} (mTLS)"
-        )
-    lines.append(f"started {len(state.get('pids', []))} processes in {state.get('startup_seconds', 0):.2f}s")
+        if pod.get("sidecar_url"):
+            lines.append(
+                f"pod {pod['name']}  version {pod['version']}  echo {pod['echo_url']} (direct: bypasses the"
+                f" mesh)  sidecar {pod['sidecar_url']} (mTLS)"
+            )
+        else:
+            lines.append(
+                f"pod {pod['name']}  version {pod['version']}  echo {pod['echo_url']}  NO SIDECAR"
+                f" ({pod.get('injection', 'not injected')}): callers reach it directly, in plain text"
+            )
+    started = f"started {len(state.get('pids', []))} processes in {state.get('startup_seconds', 0):.2f}s"
+    if state.get("istio_version"):
+        started += f" (Istio {state['istio_version']} behaviour)"
+    lines.append(started)
     return lines
 
 
@@ -473,7 +488,7 @@ def prepare(config: MeshUpConfig, work_dir: Path) -> LocalMesh:
     cert_dir = work_dir / "certs"
     cert_dir.mkdir()
     placement = place(inventory, config, cert_dir)
-    mesh = translate(inventory, placement)
+    mesh = translate(inventory, placement, istio=config.istio_version)
     mesh = MeshConfig(
         envoys=mesh.envoys,
         gateway_hosts=mesh.gateway_hosts,

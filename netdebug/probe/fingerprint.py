@@ -3,19 +3,26 @@
 Kinds (a cross-team contract, also used by plans):
   client-sidecar       `server: envoy` with `x-envoy-upstream-service-time`: the caller's outbound
                        sidecar routed it, so the VirtualService applied.
-  gateway              `server: istio-envoy` with upstream time, and the echo saw mTLS evidence (XFCC).
-  server-sidecar-only  `server: istio-envoy` (or the echo saw Envoy headers) but no XFCC: the caller had
+  gateway              `server: istio-envoy` with upstream time, and the echo saw either mTLS evidence
+                       (XFCC: a sidecar in front of it) or caller-side routing evidence: headers only a
+                       routing Envoy adds that no inbound sidecar consumed (see `CALLER_SIDE`). The
+                       second is what a cluster shows when a gateway routes to a pod without a sidecar
+                       (or to an ambient pod without a waypoint): routed, without mTLS.
+  server-sidecar-only  `server: istio-envoy` (or the echo saw Envoy headers) and neither: the caller had
                        no sidecar, the VirtualService did not do this split.
   bypass               no Envoy evidence at all.
   local-reply          an Envoy-looking answer without upstream time: Envoy answered itself
                        (404 no route, 503 overflow, fault abort).
-Attributes: `mtls` (the caller's SPIFFE id from `mesh.client_identity`, or XFCC seen) and `retried`
-(`mesh.attempt` > 1).
+Attributes: `mtls` (the caller's SPIFFE id from `mesh.client_identity`, or XFCC seen), `retried`
+(`mesh.attempt` > 1), and `evidence` (the headers that decided the kind).
+
+`RULES` is the decision table, tried in order; a new path kind (a waypoint, ztunnel) is a new row
+with its own predicate over `Evidence`, so the existing rows keep their meaning.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -35,8 +42,13 @@ def is_local_reply(headers: Mapping[str, str]) -> bool:
     `headers`: response headers with lower-case names. The one definition of the rule, used by
     `classify` (kind `local-reply`) and by plans (the http step's `local_reply` expectation).
     """
-    server = headers.get("server", "").strip().lower()
-    return server in _ENVOY_SERVERS and "x-envoy-upstream-service-time" not in headers
+    return _envoy_answered(
+        headers.get("server", "").strip().lower(), "x-envoy-upstream-service-time" in headers
+    )
+
+
+def _envoy_answered(server: str, upstream_time: bool) -> bool:
+    return server in _ENVOY_SERVERS and not upstream_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +57,40 @@ class Fingerprint:
     mtls: bool
     identity: str | None
     retried: bool
+    evidence: tuple[str, ...] = ()
+
+    @property
+    def routed(self) -> bool:
+        """Whether a mesh route (VirtualService/HTTPRoute) can have decided where this answer went."""
+        return self.kind not in UNROUTED_KINDS
+
+
+# Request headers, as the echo reports them (`mesh.*`), that only a *routing* Envoy adds: the route's
+# decorator (consumed by an inbound sidecar, so seen only without one), the attempt count a gateway's
+# or an outbound sidecar's virtual host sets (Istio's inbound routes do not), and the edge proxy's
+# external address. A plain client or an inbound sidecar adds none of them.
+CALLER_SIDE: Final = (
+    ("decorator", "x-envoy-decorator-operation"),
+    ("attempt", "x-envoy-attempt-count"),
+    ("external_address", "x-envoy-external-address"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What one answer shows about its path: response headers plus the echo's `mesh` report."""
+
+    server: str
+    upstream_time: bool
+    xfcc: bool
+    identity: str | None
+    attempt: int | None
+    echo_saw_envoy: bool
+    caller_side: tuple[str, ...]  # CALLER_SIDE header names the echo saw
+
+    @property
+    def envoy_answered(self) -> bool:
+        return _envoy_answered(self.server, self.upstream_time)
 
 
 def _mesh(document: object) -> Mapping[str, object]:
@@ -54,29 +100,84 @@ def _mesh(document: object) -> Mapping[str, object]:
     return mesh if isinstance(mesh, Mapping) else {}
 
 
-def classify(headers: Mapping[str, str], document: object) -> Fingerprint:
+def gather(headers: Mapping[str, str], document: object) -> Evidence:
     """`headers`: response headers with lower-case names; `document`: parsed echo JSON or MISSING."""
-    server = headers.get("server", "").strip().lower()
-    upstream_time = "x-envoy-upstream-service-time" in headers
     mesh = _mesh(document)
     identity_raw = mesh.get("client_identity")
     identity = identity_raw if isinstance(identity_raw, str) and identity_raw else None
-    xfcc = bool(mesh.get("forwarded_client_cert")) or identity is not None
     attempt = mesh.get("attempt")
-    retried = isinstance(attempt, int) and not isinstance(attempt, bool) and attempt > 1
-    echo_saw_envoy = mesh.get("sidecar") is True
+    return Evidence(
+        server=headers.get("server", "").strip().lower(),
+        upstream_time="x-envoy-upstream-service-time" in headers,
+        xfcc=bool(mesh.get("forwarded_client_cert")) or identity is not None,
+        identity=identity,
+        attempt=attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else None,
+        echo_saw_envoy=mesh.get("sidecar") is True,
+        caller_side=tuple(header for field, header in CALLER_SIDE if mesh.get(field) not in (None, "", [])),
+    )
 
-    kind: Kind
-    if is_local_reply(headers):
-        kind = "local-reply"
-    elif server == "istio-envoy":
-        kind = "gateway" if xfcc else "server-sidecar-only"
-    elif upstream_time:
-        # `server: envoy`, or an Envoy configured with another server name: the nearest Envoy is
-        # the caller's and it routed the request upstream.
-        kind = "client-sidecar"
-    elif echo_saw_envoy:
-        kind = "server-sidecar-only"
-    else:
-        kind = "bypass"
-    return Fingerprint(kind=kind, mtls=xfcc, identity=identity, retried=retried)
+
+Rule = tuple[Kind, Callable[[Evidence], tuple[str, ...] | None]]
+
+
+def _local_reply(e: Evidence) -> tuple[str, ...] | None:
+    return (f"server: {e.server}", "no x-envoy-upstream-service-time") if e.envoy_answered else None
+
+
+def _gateway(e: Evidence) -> tuple[str, ...] | None:
+    if e.server != "istio-envoy":
+        return None
+    if e.xfcc:
+        return ("server: istio-envoy", "x-forwarded-client-cert")
+    # No sidecar in front of the app, but a gateway routed the request to it.
+    return ("server: istio-envoy", *e.caller_side) if e.caller_side else None
+
+
+def _server_sidecar_only(e: Evidence) -> tuple[str, ...] | None:
+    if e.server == "istio-envoy":
+        return ("server: istio-envoy",)
+    return None
+
+
+def _client_sidecar(e: Evidence) -> tuple[str, ...] | None:
+    # `server: envoy`, or an Envoy configured with another server name: the nearest Envoy is the
+    # caller's and it routed the request upstream.
+    return (f"server: {e.server or '-'}", "x-envoy-upstream-service-time") if e.upstream_time else None
+
+
+def _echo_saw_envoy(e: Evidence) -> tuple[str, ...] | None:
+    return ("mesh.sidecar",) if e.echo_saw_envoy else None
+
+
+def _bypass(e: Evidence) -> tuple[str, ...] | None:
+    return ()
+
+
+RULES: Final[tuple[Rule, ...]] = (
+    ("local-reply", _local_reply),
+    ("gateway", _gateway),
+    ("server-sidecar-only", _server_sidecar_only),
+    ("client-sidecar", _client_sidecar),
+    ("server-sidecar-only", _echo_saw_envoy),
+    ("bypass", _bypass),
+)
+
+
+def decide(evidence: Evidence, rules: tuple[Rule, ...] = RULES) -> Fingerprint:
+    """The first rule whose predicate holds names the kind; its result is the deciding evidence."""
+    for kind, predicate in rules:
+        found = predicate(evidence)
+        if found is not None:
+            return Fingerprint(
+                kind=kind,
+                mtls=evidence.xfcc,
+                identity=evidence.identity,
+                retried=evidence.attempt is not None and evidence.attempt > 1,
+                evidence=found,
+            )
+    raise AssertionError("the last rule matches everything")
+
+
+def classify(headers: Mapping[str, str], document: object) -> Fingerprint:
+    """`headers`: response headers with lower-case names; `document`: parsed echo JSON or MISSING."""
+    return decide(gather(headers, document))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from pathlib import Path
@@ -567,10 +568,19 @@ async def test_websocket_echo(harness: Harness) -> None:
             {"type": "websocket.disconnect", "code": 1000},
         ],
     )
-    await driver.run({"type": "websocket", "path": "/any/path", "headers": [], "query_string": b""})
+    xfcc = b"By=spiffe://cluster.local/ns/echo/sa/echo;URI=spiffe://cluster.local/ns/echo/sa/caf\xc3\xa9"
+    headers = [(b"x-forwarded-client-cert", xfcc), (b"x-envoy-attempt-count", b"1")]
+    await driver.run({"type": "websocket", "path": "/any/path", "headers": headers, "query_string": b""})
     accept, *echoes = driver.sent
     assert accept["type"] == "websocket.accept"
-    assert dict(accept["headers"]) == {b"x-echo-pod": b"echo-v1-abc", b"x-echo-version": b"v1"}
+    accepted = dict(accept["headers"])
+    assert accepted.pop(b"x-echo-pod") == b"echo-v1-abc"
+    assert accepted.pop(b"x-echo-version") == b"v1"
+    mesh = json.loads(accepted.pop(b"x-echo-mesh").decode("ascii"))  # ASCII even for a non-ASCII URI
+    assert accepted == {}
+    assert mesh["sidecar"] is True
+    assert mesh["attempt"] == 1
+    assert mesh["client_identity"] == "spiffe://cluster.local/ns/echo/sa/café"
     assert echoes == [
         {"type": "websocket.send", "text": "hello"},
         {"type": "websocket.send", "bytes": b"\x00\x01"},

@@ -151,3 +151,9 @@ def endpoint_ports(cluster: dict[str, Any]) -> list[int]:
         for group in cluster["load_assignment"]["endpoints"]
         for lb in group["lb_endpoints"]
     )
+
+
+def mtls_socket(cluster: dict[str, Any]) -> dict[str, Any]:
+    """The transport socket an upstream cluster uses for endpoints marked `tlsMode: istio`."""
+    (match,) = [m for m in cluster["transport_socket_matches"] if m["match"] == {"tlsMode": "istio"}]
+    return dict(match["transport_socket"])

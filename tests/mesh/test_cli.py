@@ -18,6 +18,7 @@ from netdebug.mesh.orchestrate import (
     default_source,
     summary_lines,
 )
+from netdebug.mesh.translate.versions import NEWEST, IstioVersion
 from tests.mesh.fixtures import BASE
 from tests.procs import REPO
 
@@ -37,6 +38,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert config.state_file is None
     assert config.ready_timeout == 30.0
     assert config.envoy_log_level == "warning"
+    assert config.istio_version == NEWEST
     assert Path(config.echo_command[0]).name == "echo-server"
 
 
@@ -63,6 +65,23 @@ def test_defaults(tmp_path: Path) -> None:
         ),
         pytest.param(["d"], {"NETDEBUG_ENVOY": "/opt/envoy"}, "envoy", "/opt/envoy", id="envoy-env"),
         pytest.param(["d", "--state-file", "s.json"], {}, "state_file", Path("s.json"), id="state-file"),
+        pytest.param(
+            ["d", "--istio-version", "1.23"], {}, "istio_version", IstioVersion(1, 23), id="istio-version"
+        ),
+        pytest.param(
+            ["d"],
+            {"NETDEBUG_MESH_ISTIO_VERSION": "1.23.5"},
+            "istio_version",
+            IstioVersion(1, 23),
+            id="istio-env",
+        ),
+        pytest.param(
+            ["d", "--istio-version", "latest"],
+            {"NETDEBUG_MESH_ISTIO_VERSION": "1.23"},
+            "istio_version",
+            NEWEST,
+            id="istio-flag-wins",
+        ),
     ],
 )
 def test_precedence(argv: list[str], env: dict[str, str], attr: str, expected: object) -> None:
@@ -78,6 +97,15 @@ def test_precedence(argv: list[str], env: dict[str, str], attr: str, expected: o
         pytest.param(["d"], {"NETDEBUG_MESH_SIDECAR_PORT": "http"}, "not a port number", id="port-env-text"),
         pytest.param(["d", "--echo-command", "'unclosed"], {}, "--echo-command", id="echo-command-quote"),
         pytest.param(["d", "--ready-timeout", "0"], {}, "must be positive", id="timeout"),
+        pytest.param(
+            ["d", "--istio-version", "1.9"], {}, "--istio-version: Istio 1.9 is not emulated", id="old"
+        ),
+        pytest.param(
+            ["d"],
+            {"NETDEBUG_MESH_ISTIO_VERSION": "soon"},
+            "--istio-version: not an Istio version",
+            id="bad-env",
+        ),
     ],
 )
 def test_usage_errors(argv: list[str], env: dict[str, str], message: str) -> None:
@@ -135,14 +163,37 @@ def test_summary_lines() -> None:
             "identity": "spiffe://c",
             "hosts": ["a", "a.b.svc.cluster.local"],
         },
-        "pods": [],
+        "pods": [
+            {
+                "name": "p1",
+                "version": "v1",
+                "echo_url": "http://127.0.0.1:3",
+                "sidecar_url": "https://127.0.0.1:4",
+            },
+            {
+                "name": "p2",
+                "version": "v2",
+                "echo_url": "http://127.0.0.1:5",
+                "sidecar_url": None,
+                "injection": "pod label sidecar.istio.io/inject: false",
+            },
+        ],
         "pids": [1, 2],
         "startup_seconds": 1.5,
+        "istio_version": "1.23",
     }
     lines = summary_lines(state)
     assert "  try: curl -H 'Host: echo.local' http://127.0.0.1:1/echo" in lines
     assert "  try: http_proxy=http://127.0.0.1:2 curl http://a.b.svc.cluster.local/echo" in lines
-    assert lines[-1] == "started 2 processes in 1.50s"
+    assert (
+        "pod p1  version v1  echo http://127.0.0.1:3 (direct: bypasses the mesh)"
+        "  sidecar https://127.0.0.1:4 (mTLS)"
+    ) in lines
+    assert (
+        "pod p2  version v2  echo http://127.0.0.1:5  NO SIDECAR (pod label sidecar.istio.io/inject: false):"
+        " callers reach it directly, in plain text"
+    ) in lines
+    assert lines[-1] == "started 2 processes in 1.50s (Istio 1.23 behaviour)"
 
 
 def test_cross_reference_findings_become_warnings() -> None:

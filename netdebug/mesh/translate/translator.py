@@ -28,6 +28,7 @@ from netdebug.mesh.translate.envoy import (
 from netdebug.mesh.translate.gateway_api import GatewayApiRoutes
 from netdebug.mesh.translate.istio import IstioRoutes
 from netdebug.mesh.translate.model import JSON, EnvoySpec, MeshConfig, Placement
+from netdebug.mesh.translate.versions import NEWEST, IstioVersion
 
 # Istio's ingress gateway identity (demo profile), and the local caller's service account.
 ISTIO_GATEWAY_IDENTITY = Identity("istio-system", "istio-ingressgateway-service-account")
@@ -37,9 +38,12 @@ CLIENT_SERVICE_ACCOUNT = "netdebug"
 class _Translator(IstioRoutes, GatewayApiRoutes):
     """One translation: both inputs over the shared state of `Destinations`, which this sets up."""
 
-    def __init__(self, inventory: Inventory, placement: Placement, client_identity: Identity) -> None:
+    def __init__(
+        self, inventory: Inventory, placement: Placement, client_identity: Identity, istio: IstioVersion
+    ) -> None:
         self.inv = inventory
         self.placement = placement
+        self.istio = istio
         self.client_identity = client_identity
         self.warnings: list[str] = list(inventory.warnings)
         self.clusters: dict[str, JSON] = {}
@@ -101,7 +105,7 @@ class _Translator(IstioRoutes, GatewayApiRoutes):
             route: JSON = {
                 "name": "default",
                 "match": {"prefix": "/"},
-                "route": route_action([(cluster, 1)]),
+                "route": route_action([(cluster, 1)], self.istio),
             }
             route["decorator"] = {"operation": route_operation(route, svc.fqdn, port.port)}
             domains = names + [f"{n}:{p.port}" for p in http_ports for n in names]
@@ -117,7 +121,12 @@ class _Translator(IstioRoutes, GatewayApiRoutes):
         return ISTIO_GATEWAY_IDENTITY
 
     def build(self) -> MeshConfig:
-        envoys = [server_sidecar(pod, self.inv, self.placement) for pod in self.inv.pods]
+        # Only injected pods get a sidecar; callers reach the others directly, in plain text.
+        envoys = [
+            server_sidecar(pod, self.inv, self.placement, self.istio)
+            for pod in self.inv.pods
+            if pod.injection.sidecar
+        ]
         gateway_hosts: list[str] = []
         if self.istio_gateways or self.api_gateways:
             if len(self.istio_gateways) + len(self.api_gateways) > 1:
@@ -222,10 +231,15 @@ def default_client_identity(inventory: Inventory) -> Identity:
 
 
 def translate(
-    inventory: Inventory, placement: Placement, client_identity: Identity | None = None
+    inventory: Inventory,
+    placement: Placement,
+    client_identity: Identity | None = None,
+    istio: IstioVersion = NEWEST,
 ) -> MeshConfig:
-    """Envoy bootstraps for every local process; raises ManifestError naming file/kind/name/field."""
+    """Envoy bootstraps for every local process, following the given Istio release where releases
+    differ (versions.CHANGES); raises ManifestError naming file/kind/name/field."""
     missing = [pod.name for pod in inventory.pods if pod.name not in placement.pods]
     if missing:
         raise ValueError(f"placement has no ports for pods {missing}")
-    return _Translator(inventory, placement, client_identity or default_client_identity(inventory)).build()
+    client = client_identity or default_client_identity(inventory)
+    return _Translator(inventory, placement, client, istio).build()

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from netdebug.probe.attribution import MISSING
-from netdebug.probe.fingerprint import classify
+from netdebug.probe.fingerprint import RULES, classify, decide, gather
 
 XFCC = {
     "forwarded_client_cert": [{"uri": "spiffe://cluster.local/ns/echo/sa/netdebug"}],
@@ -18,6 +18,29 @@ NO_XFCC: dict[str, object] = {
     "sidecar": True,
 }
 UPSTREAM = {"x-envoy-upstream-service-time": "3"}
+# What the echo reports when a gateway routed to it and no sidecar sits in front of it (a pod without
+# injection, or an ambient pod without a waypoint): the gateway route's decorator reached the app (an
+# inbound sidecar consumes it), with the gateway's attempt count and forwarded-for; no XFCC.
+NO_SIDECAR_BEHIND_GATEWAY: dict[str, object] = {
+    "forwarded_client_cert": [],
+    "client_identity": None,
+    "attempt": 1,
+    "sidecar": False,
+    "decorator": "echo-route:80/echo*",
+    "forwarded_for": ["192.0.2.10"],
+    "external_address": None,
+    "request_id": "r",
+}
+# A caller without a sidecar calling a server sidecar: only the inbound sidecar's request id.
+INBOUND_ONLY: dict[str, object] = {
+    "forwarded_client_cert": [],
+    "client_identity": None,
+    "attempt": None,
+    "sidecar": True,
+    "decorator": None,
+    "forwarded_for": [],
+    "request_id": "r",
+}
 
 
 @pytest.mark.parametrize(
@@ -35,6 +58,54 @@ UPSTREAM = {"x-envoy-upstream-service-time": "3"}
             False,
             False,
             id="server-sidecar-only",
+        ),
+        pytest.param(
+            {"server": "istio-envoy", **UPSTREAM},
+            NO_SIDECAR_BEHIND_GATEWAY,
+            "gateway",
+            False,
+            False,
+            id="gateway-to-pod-without-sidecar",
+        ),
+        pytest.param(
+            {"server": "istio-envoy", **UPSTREAM},
+            {**NO_SIDECAR_BEHIND_GATEWAY, "decorator": None, "attempt": 2},
+            "gateway",
+            False,
+            True,
+            id="gateway-attempt-count-only-retried",
+        ),
+        pytest.param(
+            {"server": "istio-envoy", **UPSTREAM},
+            {**INBOUND_ONLY, "external_address": "192.0.2.10"},
+            "gateway",
+            False,
+            False,
+            id="gateway-external-address",
+        ),
+        pytest.param(
+            {"server": "istio-envoy", **UPSTREAM},
+            INBOUND_ONLY,
+            "server-sidecar-only",
+            False,
+            False,
+            id="inbound-sidecar-only-request-id",
+        ),
+        pytest.param(
+            {"server": "istio-envoy", **UPSTREAM},
+            {**INBOUND_ONLY, "forwarded_for": ["192.0.2.10"]},
+            "server-sidecar-only",
+            False,
+            False,
+            id="forwarded-for-alone-is-not-routing",  # any HTTP proxy adds it
+        ),
+        pytest.param(
+            {"server": "istio-envoy"},
+            NO_SIDECAR_BEHIND_GATEWAY,
+            "local-reply",
+            False,
+            False,
+            id="local-first",
         ),
         pytest.param({"server": "envoy"}, None, "local-reply", False, False, id="local-reply-404"),
         pytest.param({"server": "istio-envoy"}, None, "local-reply", False, False, id="local-reply-gateway"),
@@ -66,3 +137,47 @@ def test_identity_is_the_callers_spiffe_id() -> None:
 
 def test_attempt_bool_is_not_a_retry() -> None:
     assert not classify({}, {"mesh": {"attempt": True}}).retried
+
+
+@pytest.mark.parametrize(
+    ("headers", "mesh", "evidence"),
+    [
+        pytest.param(
+            {"server": "istio-envoy", **UPSTREAM},
+            NO_SIDECAR_BEHIND_GATEWAY,
+            ("server: istio-envoy", "x-envoy-decorator-operation", "x-envoy-attempt-count"),
+            id="caller-side",
+        ),
+        pytest.param(
+            {"server": "istio-envoy", **UPSTREAM},
+            XFCC,
+            ("server: istio-envoy", "x-forwarded-client-cert"),
+            id="mtls",
+        ),
+        pytest.param(
+            {"server": "envoy"}, None, ("server: envoy", "no x-envoy-upstream-service-time"), id="local"
+        ),
+        pytest.param({}, None, (), id="bypass"),
+    ],
+)
+def test_evidence_names_what_decided(
+    headers: dict[str, str], mesh: dict[str, object] | None, evidence: tuple[str, ...]
+) -> None:
+    document: object = MISSING if mesh is None else {"mesh": mesh}
+    assert classify(headers, document).evidence == evidence
+
+
+def test_routed_follows_the_kind() -> None:
+    routed = classify({"server": "istio-envoy", **UPSTREAM}, {"mesh": NO_SIDECAR_BEHIND_GATEWAY})
+    unrouted = classify({"server": "istio-envoy", **UPSTREAM}, {"mesh": INBOUND_ONLY})
+    assert routed.routed
+    assert not unrouted.routed
+
+
+def test_rules_are_an_ordered_table() -> None:
+    # A new path kind is a new row; rows are tried in order, so an earlier row wins.
+    evidence = gather({"server": "istio-envoy", **UPSTREAM}, {"mesh": NO_SIDECAR_BEHIND_GATEWAY})
+    assert decide(evidence).kind == "gateway"
+    without_gateway_row = tuple(rule for rule in RULES if rule[0] != "gateway")
+    assert decide(evidence, without_gateway_row).kind == "server-sidecar-only"
+    assert RULES[-1][0] == "bypass"
