@@ -214,7 +214,11 @@ def build_graph(view: ProbeView) -> Graph:
     caller_title = "the prober (caller); " + (
         "its SPIFFE identity: " + ", ".join(caller_ids) if caller_ids else "no caller identity seen"
     )
-    b.add(Node("caller", "caller", "caller", caller_details, "neutral", total, caller_title))
+    b.add(
+        Node(
+            "caller", "caller", "caller", ("netdebug probe", *caller_details), "neutral", total, caller_title
+        )
+    )
     svc_label, svc_details = _service_label(view)
     upstream = sum(r.count for r in rows if r.path is None or not path_style(r.path).terminal)
     b.add(
@@ -257,10 +261,13 @@ def build_graph(view: ProbeView) -> Graph:
             if r.identity:
                 ids[r.identity] += r.count
         lines = [kind] if style.label != kind else []
+        presented = bool(ids) and kind != "client-sidecar"  # the caller's own id is on the caller
         if mtls:
-            lines.append(f"mTLS {100.0 * mtls / n:.0f}%" if n else "mTLS")
-        if ids and kind != "client-sidecar":
-            lines.append("as " + identity_lines(ids.most_common(1)[0][0])[0])
+            lines.append(f"mTLS {100.0 * mtls / n:.0f}%" + (" as" if presented else ""))
+        if presented:
+            lines.append(identity_lines(ids.most_common(1)[0][0])[0])
+            if len(ids) > 1:
+                lines.append(f"+{len(ids) - 1} more identities")
         if style.tone == "unrouted":
             lines.append("NOT ROUTED by mesh")
         title = f"{kind}: {style.meaning}; {n} answers" + (

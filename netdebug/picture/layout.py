@@ -23,8 +23,8 @@ from typing import Final
 
 from netdebug.picture.graph import Edge, Graph, Node
 
-COLUMN_WIDTH: Final[dict[int, float]] = {0: 160.0, 1: 164.0, 2: 176.0, 3: 128.0, 4: 190.0}
-COLUMN_GAP: Final = 130.0
+COLUMN_WIDTH: Final[dict[int, float]] = {0: 160.0, 1: 176.0, 2: 176.0, 3: 128.0, 4: 190.0}
+COLUMN_GAP: Final = 124.0
 MARGIN: Final = 16.0
 HEADER: Final = 30.0  # room for the column headings
 LINE: Final = 15.0
@@ -85,8 +85,15 @@ class Placed:
         return next(b for b in self.boxes if b.node.id == node_id)
 
 
+def node_lines(node: Node, width: float) -> tuple[list[str], list[str]]:
+    """The lines drawn in a node: its label and each detail wrapped to at most two lines."""
+    details = [line for d in node.details for line in wrap(d, width, 2, DETAIL_CHAR_WIDTH)]
+    return wrap(node.label, width), details
+
+
 def node_height(node: Node, width: float) -> float:
-    return 2 * PAD + LINE * (len(wrap(node.label, width)) + len(node.details))
+    label, details = node_lines(node, width)
+    return 2 * PAD + LINE * (len(label) + len(details))
 
 
 def _room(width: float, char_width: float = CHAR_WIDTH) -> int:
@@ -99,10 +106,10 @@ def fit(text: str, width: float, char_width: float = CHAR_WIDTH) -> str:
     return text if len(text) <= room else text[: room - 1] + "…"
 
 
-def wrap(text: str, width: float, max_lines: int = 2) -> list[str]:
+def wrap(text: str, width: float, max_lines: int = 2, char_width: float = CHAR_WIDTH) -> list[str]:
     """Break a long name after a `.`, `-`, `/` or `:` where possible (host and pod names), else
     anywhere; the last line is cut with an ellipsis if it still does not fit."""
-    room = _room(width)
+    room = _room(width, char_width)
     lines: list[str] = []
     rest = text
     while len(rest) > room and len(lines) < max_lines - 1:
@@ -111,7 +118,7 @@ def wrap(text: str, width: float, max_lines: int = 2) -> list[str]:
             cut = room
         lines.append(rest[:cut])
         rest = rest[cut:]
-    lines.append(fit(rest, width))
+    lines.append(fit(rest, width, char_width))
     return lines
 
 

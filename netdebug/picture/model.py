@@ -318,4 +318,3 @@ def display_url(url: str) -> str:
 def transport_errors(view: ProbeView) -> dict[str, int]:
     """Requests that got no answer at all (not `no-version`, which is an answer without a version)."""
     return {k: n for k, n in view.errors.items() if k != "no-version" and n}
-

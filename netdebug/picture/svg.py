@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from netdebug.picture.graph import Graph
 from netdebug.picture.kinds import DASHES, Tone
-from netdebug.picture.layout import COLUMN_TITLES, DETAIL_CHAR_WIDTH, LINE, PAD, Placed, Route, fit, wrap
+from netdebug.picture.layout import COLUMN_TITLES, LINE, PAD, Placed, Route, node_lines
 from netdebug.picture.markup import Markup, num, tag
 
 SVG_NS = "http://www.w3.org/2000/svg"
@@ -160,7 +160,7 @@ def graph_svg(graph: Graph, placed: Placed, prefix: str, caption: str) -> Markup
     nodes: list[Markup] = []
     for box in placed.boxes:
         n = box.node
-        label = wrap(n.label, box.w)
+        label, details = node_lines(n, box.w)
         lines = [
             tag(
                 "text",
@@ -169,7 +169,7 @@ def graph_svg(graph: Graph, placed: Placed, prefix: str, caption: str) -> Markup
             )
             for i, part in enumerate(label)
         ]
-        for i, detail in enumerate(n.details, start=len(label)):
+        for i, detail in enumerate(details, start=len(label)):
             lines.append(
                 tag(
                     "text",
@@ -178,7 +178,7 @@ def graph_svg(graph: Graph, placed: Placed, prefix: str, caption: str) -> Markup
                         "y": num(box.y + PAD + 11 + i * LINE, 1),
                         "class_": "node-detail",
                     },
-                    fit(detail, box.w, DETAIL_CHAR_WIDTH),
+                    detail,
                 )
             )
         nodes.append(

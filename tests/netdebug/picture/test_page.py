@@ -71,7 +71,7 @@ def test_pass_graph_nodes_edges_and_shares() -> None:
     path = next(n for n in nodes.values() if n.role == "path")
     assert path.label == "client sidecar"
     assert path.tone == "routed"
-    assert nodes["caller"].lines[1:4] == ("mTLS identity:", "sa/netdebug", "ns/echo")  # SPIFFE id
+    assert nodes["caller"].lines[1:5] == ("netdebug probe", "mTLS identity:", "sa/netdebug", "ns/echo")
     service = nodes["service"]
     assert "".join(service.lines[:2]) == "echo-service.echo.svc.cluster.local"  # wrapped at a dot
     assert service.lines[0].endswith(".")
@@ -305,3 +305,11 @@ def test_many_versions_and_pods_are_bounded_in_the_graph_not_in_the_tables() -> 
     assert sum(n.count for n in pods) == 1200
     assert sum(e.count for e in edges if e.source == "service") == 1200
     assert len(table_rows(root, "versions")) == 50
+
+
+def test_gateway_names_the_identity_it_presented() -> None:
+    nodes, _ = graph_of(page_of(reports.gateway_report()))
+    gateway = next(n for n in nodes.values() if n.role == "path")
+    assert gateway.lines == ("gateway", "mTLS 100% as", "sa/istio-ingressgateway-", "service-account")
+    assert nodes["caller"].lines == ("caller", "netdebug probe")  # the prober itself presented none
+    assert "Host: echo.local" in nodes["service"].lines
