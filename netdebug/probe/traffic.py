@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -37,61 +37,67 @@ _SECRET_HEADER = re.compile(r"auth|cookie|token|secret|key|password|session", re
 AnswerKey = tuple[str | None, str | None, str | None, int | None, bool, str | None]
 
 
-def bucket_index(latency_ms: float) -> int:
-    """The bucket holding `latency_ms`: the smallest k with latency <= bound(k)."""
-    if not latency_ms > FIRST_BOUND_MS:  # also NaN and negatives (a clock step) go to bucket 0
-        return 0
-    k = math.ceil(BUCKETS_PER_DECADE * math.log10(latency_ms / FIRST_BOUND_MS) - 1e-9)
-    return min(max(k, 0), LAST_BUCKET)
-
-
 def bucket_bound_ms(index: int) -> float:
     """Upper bound of bucket `index` in milliseconds, to 4 significant digits."""
     return float(f"{FIRST_BOUND_MS * 10.0 ** (index / BUCKETS_PER_DECADE):.4g}")
 
 
-@dataclass
-class Histogram:
-    counts: Counter[int] = field(default_factory=Counter)
+# Upper bounds in seconds, for bisect on the hot path; the last is open so slower answers land in it.
+_BOUNDS_S: Final[tuple[float, ...]] = (
+    *(FIRST_BOUND_MS / 1000.0 * 10.0 ** (k / BUCKETS_PER_DECADE) for k in range(LAST_BUCKET)),
+    math.inf,
+)
 
-    def record(self, latency_ms: float) -> None:
-        self.counts[bucket_index(latency_ms)] += 1
 
-    def to_json(self) -> dict[str, list[float] | list[int]]:
-        """Only non-empty buckets: `le_ms` their upper bounds (ascending), `count` their counts."""
-        order = sorted(self.counts)
-        return {"le_ms": [bucket_bound_ms(k) for k in order], "count": [self.counts[k] for k in order]}
+def bucket_index(latency_ms: float) -> int:
+    """The bucket holding `latency_ms`: the smallest k with latency <= bound(k); NaN and negatives
+    (a clock step) go to bucket 0, anything above 1,000 s to the last."""
+    return bisect_left(_BOUNDS_S, latency_ms / 1000.0)
+
+
+def _histogram_json(counts: list[int]) -> dict[str, list[float] | list[int]]:
+    """Only non-empty buckets: `le_ms` their upper bounds (ascending), `count` their counts."""
+    used = [k for k, n in enumerate(counts) if n]
+    return {"le_ms": [bucket_bound_ms(k) for k in used], "count": [counts[k] for k in used]}
+
+
+def _empty() -> list[int]:
+    return [0] * (LAST_BUCKET + 1)
 
 
 @dataclass
 class TrafficTally:
     """Recorded by `Tally.record` for every answer; O(1) per answer, bounded memory."""
 
-    answers: Counter[AnswerKey] = field(default_factory=Counter)
+    answers: dict[AnswerKey, int] = field(default_factory=dict)
     unrecorded: int = 0
-    by_version: dict[str, Histogram] = field(default_factory=dict)
-    unversioned: Histogram = field(default_factory=Histogram)
+    by_version: dict[str, list[int]] = field(default_factory=dict)
+    unversioned: list[int] = field(default_factory=_empty)
 
     def record(self, timing: Timing, sample: Sample) -> None:
-        if sample.status is None:
+        status = sample.status
+        if status is None:
             return  # no answer: the report's `errors` count it
-        key: AnswerKey = (
-            sample.kind,
-            sample.version,
-            sample.pod,
-            sample.status,
-            sample.mtls,
-            sample.identity,
-        )
-        if key in self.answers or len(self.answers) < MAX_ANSWER_ROWS:
-            self.answers[key] += 1
+        key = (sample.kind, sample.version, sample.pod, status, sample.mtls, sample.identity)
+        answers = self.answers
+        seen = answers.get(key)
+        if seen is not None:
+            answers[key] = seen + 1
+        elif len(answers) < MAX_ANSWER_ROWS:
+            answers[key] = 1
         else:
             self.unrecorded += 1
-        latency_ms = timing.latency * 1000.0
-        if sample.version is None:
-            self.unversioned.record(latency_ms)
-        elif sample.version in self.by_version or len(self.by_version) < MAX_ANSWER_ROWS:
-            self.by_version.setdefault(sample.version, Histogram()).record(latency_ms)
+        version = sample.version
+        if version is None:
+            counts = self.unversioned
+        else:
+            found = self.by_version.get(version)
+            if found is None:
+                if len(self.by_version) >= MAX_ANSWER_ROWS:
+                    return
+                found = self.by_version[version] = _empty()
+            counts = found
+        counts[bisect_left(_BOUNDS_S, timing.latency)] += 1
 
     def summary(self, config: ProbeConfig) -> TrafficSummary:
         rows: tuple[dict[str, object], ...] = tuple(
@@ -110,8 +116,8 @@ class TrafficTally:
         )
         histograms: dict[str, object] = {
             "buckets_per_decade": BUCKETS_PER_DECADE,
-            "versions": {v: h.to_json() for v, h in self.by_version.items()},
-            "unversioned": self.unversioned.to_json(),
+            "versions": {v: _histogram_json(h) for v, h in self.by_version.items()},
+            "unversioned": _histogram_json(self.unversioned),
         }
         return TrafficSummary(rows, self.unrecorded, histograms, run_parameters(config))
 
