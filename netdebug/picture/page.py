@@ -168,7 +168,7 @@ def _legend(graph: Graph) -> Markup:
     return tag("ul", {"class_": "legend"}, *items)
 
 
-def _graph_section(view: ProbeView, prefix: str) -> Markup:
+def _graph_section(view: ProbeView, prefix: str, h: str) -> Markup:
     graph = build_graph(view)
     placed = layout(graph)
     caption = f"Traffic graph of {display_url(view.url)}"
@@ -193,7 +193,7 @@ def _graph_section(view: ProbeView, prefix: str) -> Markup:
     return tag(
         "section",
         {"class_": "graph-section", "aria_labelledby": f"{prefix}-h-graph"},
-        tag("h2", {"id": f"{prefix}-h-graph"}, "What the probe saw"),
+        tag(h, {"id": f"{prefix}-h-graph"}, "What the probe saw"),
         tag(
             "figure",
             {"class_": "graph-figure"},
@@ -205,7 +205,7 @@ def _graph_section(view: ProbeView, prefix: str) -> Markup:
     )
 
 
-def _verdict_section(view: ProbeView, prefix: str) -> Markup:
+def _verdict_section(view: ProbeView, prefix: str, h: str) -> Markup:
     level = f"{confidence_of(view) * 100:g}%"
     rows = [
         [
@@ -221,7 +221,7 @@ def _verdict_section(view: ProbeView, prefix: str) -> Markup:
     return tag(
         "section",
         {"class_": "verdict-section", "aria_labelledby": f"{prefix}-h-verdict"},
-        tag("h2", {"id": f"{prefix}-h-verdict"}, "The split"),
+        tag(h, {"id": f"{prefix}-h-verdict"}, "The split"),
         tag("p", {"class_": "chi-square"}, chi) if chi else None,
         tag("ul", {"class_": "reasons"}, *(tag("li", None, r) for r in view.reasons))
         if view.reasons
@@ -237,18 +237,18 @@ def _verdict_section(view: ProbeView, prefix: str) -> Markup:
     )
 
 
-def _latency_section(view: ProbeView, prefix: str) -> Markup:
+def _latency_section(view: ProbeView, prefix: str, h: str) -> Markup:
     measured = str(view.parameters.get("latency_from") or "intended send time (open model) or send (closed)")
     chart = latency_svg(view, prefix, measured)
     rows = []
-    for name, h in latency_groups(view):
-        rows.append([name, h.total, *(f"≤ {h.quantile(q) or 0:.3g}" for q in (0.5, 0.9, 0.99, 1.0))])
+    for name, hist in latency_groups(view):
+        rows.append([name, hist.total, *(f"≤ {hist.quantile(q) or 0:.3g}" for q in (0.5, 0.9, 0.99, 1.0))])
     exact = [[k, "-" if v is None else f"{v:.3f}"] for k, v in view.latency_ms.items()]
     late = [[k, "-" if v is None else f"{v:.3f}"] for k, v in view.lateness_ms.items()]
     return tag(
         "section",
         {"class_": "latency-section", "aria_labelledby": f"{prefix}-h-latency"},
-        tag("h2", {"id": f"{prefix}-h-latency"}, "Latency"),
+        tag(h, {"id": f"{prefix}-h-latency"}, "Latency"),
         tag(
             "p", None, f"Measured from the {measured}: a late send shows up as latency, not as a lower rate."
         ),
@@ -272,7 +272,7 @@ def _latency_section(view: ProbeView, prefix: str) -> Markup:
     )
 
 
-def _answers_section(view: ProbeView, prefix: str) -> Markup:
+def _answers_section(view: ProbeView, prefix: str, h: str) -> Markup:
     paths = [[k, n, path_style(k).meaning] for k, n in view.fingerprints.items()]
     facts: list[list[object]] = [[f"status {k}", n] for k, n in view.status_codes.items()]
     facts += [[f"error {k}", n] for k, n in view.errors.items()]
@@ -284,7 +284,7 @@ def _answers_section(view: ProbeView, prefix: str) -> Markup:
     return tag(
         "section",
         {"class_": "answers-section", "aria_labelledby": f"{prefix}-h-answers"},
-        tag("h2", {"id": f"{prefix}-h-answers"}, "Paths and answers"),
+        tag(h, {"id": f"{prefix}-h-answers"}, "Paths and answers"),
         tag(
             "div",
             {"class_": "pair"},
@@ -308,7 +308,7 @@ def _parameter_text(value: object) -> str:
     return str(value)
 
 
-def _parameters_section(view: ProbeView, prefix: str) -> Markup:
+def _parameters_section(view: ProbeView, prefix: str, h: str) -> Markup:
     rows: list[list[object]] = [["url", display_url(view.url)]]
     if view.tolerance_pct is not None:
         rows.append(["tolerance", f"± {view.tolerance_pct:g} points"])
@@ -322,24 +322,25 @@ def _parameters_section(view: ProbeView, prefix: str) -> Markup:
     return tag(
         "section",
         {"class_": "parameters-section", "aria_labelledby": f"{prefix}-h-parameters"},
-        tag("h2", {"id": f"{prefix}-h-parameters"}, "Run parameters"),
+        tag(h, {"id": f"{prefix}-h-parameters"}, "Run parameters"),
         table(["parameter", "value"], rows, "parameters", "Settings of this run")
         if view.parameters
         else tag("p", {"class_": "note"}, "This report does not record its parameters (it predates them)."),
     )
 
 
-def probe_body(view: ProbeView, prefix: str) -> Markup:
+def probe_body(view: ProbeView, prefix: str, heading: str = "h2") -> Markup:
+    """The sections of one probe run; `heading` is their heading element (h3 inside a plan step)."""
     warnings = [tag("p", {"class_": "warning"}, tag("strong", None, "WARNING: "), w) for w in view.warnings]
     return join(
         [
             _banner(view),
             tag("div", {"class_": "warnings", "role": "note"}, *warnings) if warnings else Markup(),
-            _graph_section(view, prefix),
-            _verdict_section(view, prefix),
-            _latency_section(view, prefix),
-            _answers_section(view, prefix),
-            _parameters_section(view, prefix),
+            _graph_section(view, prefix, heading),
+            _verdict_section(view, prefix, heading),
+            _latency_section(view, prefix, heading),
+            _answers_section(view, prefix, heading),
+            _parameters_section(view, prefix, heading),
         ]
     )
 

@@ -69,7 +69,7 @@ def render_plan_page(doc: Mapping[str, object]) -> str:
                 table(["attempt", "status", "summary"], attempt_rows, "attempts", "Attempts")
                 if len(attempts) > 1
                 else Markup(),
-                probe_body(view, prefix),
+                probe_body(view, prefix, "h3"),
             )
         )
     header = tag(

@@ -19,8 +19,9 @@ body { margin: 0 auto; max-width: 1320px; padding: 16px 20px 32px; color: var(--
 h1 { font-size: 20px; margin: 0 0 10px; }
 h1 .url { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace;
   font-weight: normal; word-break: break-all; }
-h2 { font-size: 17px; margin: 26px 0 8px; border-bottom: 1px solid var(--line); padding-bottom: 4px; }
+h2, h3 { font-size: 17px; margin: 26px 0 8px; border-bottom: 1px solid var(--line); padding-bottom: 4px; }
 section.step > h2 { font-size: 19px; border-bottom: 2px solid var(--ink); }
+section.step h3 { font-size: 16px; }
 .banner { border: 2px solid currentColor; border-left-width: 10px; border-radius: 6px; padding: 8px 14px;
   background: var(--panel); }
 .banner p { margin: 2px 0; } .banner .verdict { font-size: 20px; font-weight: bold; }

@@ -313,3 +313,36 @@ def test_gateway_names_the_identity_it_presented() -> None:
     assert gateway.lines == ("gateway", "mTLS 100% as", "sa/istio-ingressgateway-", "service-account")
     assert nodes["caller"].lines == ("caller", "netdebug probe")  # the prober itself presented none
     assert "Host: echo.local" in nodes["service"].lines
+
+
+def test_inconclusive_says_how_many_requests_are_needed() -> None:
+    doc = reports.report_of(
+        reports.spread({"v1": 30, "v2": 10}, 1, "client-sidecar", None), {"v1": 75, "v2": 25}
+    )
+    root = page_of(doc)
+    assert banner(root).get("data-verdict") == "inconclusive"
+    said = text(banner(root))
+    assert said.startswith("? verdict: INCONCLUSIVE the intervals are wider than ± 5 points: you need about ")
+    assert f"you need about {doc['needed_requests']} requests" in said
+    assert "exit 3" in said
+
+
+def test_headings_nest_in_a_plan_page() -> None:
+    doc = {
+        "plan": "p.yaml",
+        "status": "pass",
+        "steps": [
+            {
+                "number": 1,
+                "name": "split",
+                "kind": "probe",
+                "status": "pass",
+                "attempts": [{"attempt": 1, "status": "pass", "details": reports.pass_report()}],
+            }
+        ],
+    }
+    page = render_page(doc)
+    assert html_nesting_errors(page) == []
+    root = parse(page)
+    levels = [e.tag for e in root.iter() if e.tag in ("h1", "h2", "h3", "h4")]
+    assert levels == ["h1", "h2", "h3", "h3", "h3", "h3", "h3"]
