@@ -1,8 +1,9 @@
 """The page's one stylesheet, inlined into every page.
 
 Colours carry meaning only together with a dash pattern, an icon or words (see kinds.py). The print
-rules turn every colour to black on white; dash patterns, hatching and labels keep the picture
-readable on a black-and-white printer. No `<` or `&` here: the page is also well-formed XML.
+rules turn every colour to black on white, except a mid grey for "mixed or other paths" (the one
+solid line besides "routed"); dash patterns, hatching and labels keep the picture readable on a
+black-and-white printer. No `<` or `&` here: the page is also well-formed XML.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ footer { margin-top: 30px; color: var(--muted); font-size: 12px; border-top: 1px
   padding-top: 6px; }
 @media print {
   :root { --ink: #000; --muted: #000; --line: #888; --panel: #fff; --routed: #000; --unrouted: #000;
-    --local: #000; --error: #000; --neutral: #000; --pass: #000; --fail: #000; --inconclusive: #000;
+    --local: #000; --error: #000; --neutral: #777; --pass: #000; --fail: #000; --inconclusive: #000;
     --none: #000; --lock: #000; }
   body { max-width: none; padding: 0; font-size: 11pt; }
   .scroll { overflow: visible; }
