@@ -41,6 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         "self-contained HTML page: the traffic graph, the split verdict, latency and the run's "
         "parameters. No script, no network: it opens offline and prints in black and white."
     )
+    parser.epilog = (
+        "exit codes:\n"
+        "  0  the page was written (whatever the run's verdict)\n"
+        "  2  the input is not a netdebug JSON report (the message names the field), or the output\n"
+        "     cannot be written\n"
+    )
     parser.add_argument("file", metavar="FILE.json", help="the JSON report; - reads stdin")
     parser.add_argument(
         "-o",

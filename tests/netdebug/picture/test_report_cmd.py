@@ -237,3 +237,11 @@ def test_any_wrong_field_is_a_report_error_or_drawn(key: str) -> None:
         else:
             continue
         assert key in message or "report" in message
+
+
+def test_help_gives_the_report_commands_own_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, _ = run("report", "--help")
+    assert code == 0
+    said = capsys.readouterr().out
+    assert "0  the page was written (whatever the run's verdict)" in said
+    assert "split mismatch" not in said
