@@ -1,5 +1,6 @@
 """`netdebug` entry point: the one argparse tree, one sub-command per module. probe, plan and mesh
-are packages whose `command` module is the entry (netdebug/probe/command.py, ...); dns, tcp, tls
+are packages whose `command` module is the entry (netdebug/probe/command.py, ...), and so is report
+(netdebug/picture/command.py, the HTML picture); dns, tcp, tls
 (diag.py) and sidecar (sidecar.py) are single modules.
 
 Every command module exposes the same two functions, so this file stays a dispatcher:
@@ -37,6 +38,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tcp": ("netdebug.diag", "open a TCP connection, with timings"),
     "tls": ("netdebug.diag", "TLS handshake: version, ALPN, SNI, certificate, with timings"),
     "mesh": ("netdebug.mesh.command", "run the routed setup locally on real Envoy (mesh up)"),
+    "report": (
+        "netdebug.picture.command",
+        "draw a saved probe/plan JSON report as a self-contained HTML page",
+    ),
 }
 
 EXIT_CODES_HELP = """exit codes:

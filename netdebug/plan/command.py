@@ -20,6 +20,7 @@ from typing import Literal, TextIO
 
 from netdebug import diag, sidecar
 from netdebug.context import Context, ExitStatus, UsageError
+from netdebug.picture.command import prepare_report, write_report
 from netdebug.plan.execute import (
     PlanResult,
     Prepared,
@@ -48,6 +49,7 @@ class PlanConfig:
     overrides: Mapping[str, str]
     output: Literal["text", "json"]
     junit: str | None
+    report: str | None  # --report FILE.html: the HTML picture of every probe step
     wait_sidecar: Policy
     quit_sidecar: Policy
     sidecar_timeout: float
@@ -75,6 +77,11 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     )
     parser.add_argument("--output", choices=["text", "json"], default=None, help="env NETDEBUG_OUTPUT")
     parser.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report (env NETDEBUG_JUNIT)")
+    parser.add_argument(
+        "--report",
+        metavar="FILE.html",
+        help="also write the HTML picture of every probe step (env NETDEBUG_REPORT)",
+    )
     parser.add_argument(
         "--wait-sidecar",
         choices=[*POLICIES, *POLICY_SYNONYMS],
@@ -129,6 +136,7 @@ def config_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> PlanCo
         overrides=parse_var_flags(args.var),
         output="json" if output == "json" else "text",
         junit=args.junit or env.get("NETDEBUG_JUNIT") or None,
+        report=args.report or env.get("NETDEBUG_REPORT") or None,
         wait_sidecar=_policy(args.wait_sidecar, env, "NETDEBUG_WAIT_SIDECAR"),
         quit_sidecar=_policy(args.quit_sidecar, env, "NETDEBUG_QUIT_SIDECAR"),
         sidecar_timeout=timeout,
@@ -257,6 +265,7 @@ def run_plan(
 ) -> int:
     plan = load_plan(config, ctx.env)
     prepared = prepare(plan, ctx.env, probe_backend)
+    html_report = prepare_report(config.report)
     log = SidecarLog()
     result = asyncio.run(run_with_sidecar(plan, prepared, config, ctx, probe_backend, log))
     if config.junit:
@@ -264,6 +273,7 @@ def run_plan(
             Path(config.junit).write_text(render_junit([junit_suite(result)]), encoding="utf-8")
         except OSError as exc:
             ctx.err.write(f"netdebug plan: cannot write --junit {config.junit}: {exc}\n")
+    write_report(html_report, result_json(result, log.to_json()), ctx.err, "plan")
     if config.output == "text":
         if log.quit or config.in_job:
             ctx.out.write(log.quit_message + "\n")

@@ -13,4 +13,6 @@ Pure core, thin edges; each module owns one thing:
 - `fingerprint`  which path an answer took (client sidecar, gateway, bypass, local reply)
 - `stats`        Wilson intervals, chi-square and the verdict rule
 - `report`       the tally, the verdict and exit status, and the text/rich/JSON renderings
+- `traffic`      per-answer rows, latency histograms and run parameters for the HTML picture
+                 (drawn by netdebug/picture/)
 """

@@ -23,6 +23,7 @@ import httpx
 
 from netdebug import sidecar
 from netdebug.context import Context, ExitStatus, UsageError
+from netdebug.picture.command import prepare_report, write_report
 from netdebug.probe.client import ClientOptions, Prober, Sample
 from netdebug.probe.config import ENV_VARS, ProbeConfig, build_probe_config
 from netdebug.probe.fingerprint import KINDS
@@ -279,6 +280,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     out.add_argument("-o", "--output", type=str, help="text (default) or json")
     out.add_argument("--output-requests", type=str, metavar="FILE", help="one JSON line per request")
     out.add_argument("--live", type=str, help="live view: auto (on a terminal), yes, no")
+    out.add_argument("--report", type=str, metavar="FILE.html", help="also write the HTML traffic picture")
     side = parser.add_argument_group("sidecar")
     side.add_argument("--wait-sidecar", type=str, help="auto (when detected), yes, no")
     side.add_argument("--sidecar-timeout", type=str, help="wait this long for the sidecar (default 60s)")
@@ -307,6 +309,7 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     config = build_probe_config(_values(args), ctx.env)
     live = config.live == "yes" or (config.live == "auto" and ctx.out_is_tty and config.output == "text")
+    html_report = prepare_report(config.report)
     requests_file: IO[bytes] | None = None
     if config.output_requests:
         try:
@@ -328,6 +331,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         render_text(report, ctx.out)
     if report.exit_status == ExitStatus.UNREACHABLE and report.message:
         ctx.err.write(f"netdebug probe: {report.message}\n")
+    write_report(html_report, report.to_json(), ctx.err, "probe")
     if config.quit_sidecar == "yes" or (
         config.quit_sidecar == "auto" and _run_quietly(sidecar.detect(config.sidecar))
     ):

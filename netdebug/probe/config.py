@@ -63,6 +63,7 @@ ENV_VARS: dict[str, str] = {
     "quit_sidecar": "NETDEBUG_QUIT_SIDECAR",
     "seed": "NETDEBUG_SEED",
     "live": "NETDEBUG_LIVE",
+    "report": "NETDEBUG_REPORT",
 }
 
 
@@ -103,6 +104,7 @@ class ProbeConfig:
     quit_sidecar: SidecarMode = "no"
     seed: int | None = None
     live: SidecarMode = "auto"
+    report: str | None = None  # --report FILE.html: the HTML picture (netdebug/picture/)
     sidecar: SidecarEndpoints = field(default_factory=SidecarEndpoints)
 
     @property
@@ -424,5 +426,6 @@ def build_probe_config(
         quit_sidecar=_mode("quit_sidecar", values, env, "no"),
         seed=int(seed) if seed is not None else None,
         live=_mode("live", values, env, "auto"),
+        report=str(r) if (r := _raw("report", values, env)[0]) else None,
         sidecar=SidecarEndpoints.from_env(env),
     )

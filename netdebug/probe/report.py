@@ -21,6 +21,7 @@ from netdebug.probe.config import ProbeConfig
 from netdebug.probe.fingerprint import KINDS, UNROUTED_KINDS
 from netdebug.probe.runner import RunOutcome, Timing
 from netdebug.probe.stats import SplitJudgement, judge, percentile
+from netdebug.probe.traffic import TrafficSummary, TrafficTally
 
 TRANSPORT_ERRORS = frozenset({"connect", "dns", "tls", "timeout", "protocol", "read", "other"})
 
@@ -60,9 +61,11 @@ class Tally:
     non_2xx: int = 0
     latencies: list[float] = field(default_factory=list)
     lateness: list[float] = field(default_factory=list)
+    traffic: TrafficTally = field(default_factory=TrafficTally)  # what the HTML picture needs
 
     def record(self, timing: Timing, sample: Sample) -> None:
         self.completed += 1
+        self.traffic.record(timing, sample)
         self.lateness.append(timing.lateness)
         if sample.status is not None:
             self.status_codes[str(sample.status)] += 1
@@ -152,6 +155,7 @@ class ProbeReport:
     tolerance: float
     alpha: float
     message: str | None  # the one-line explanation for exit 4 and for unusual endings
+    traffic: TrafficSummary | None = None  # additive JSON fields for the picture (probe/traffic.py)
 
     @property
     def local_replies(self) -> int:
@@ -200,6 +204,7 @@ class ProbeReport:
             "stopped_early": self.stopped_early,
             "message": self.message,
             "warnings": list(self.warnings),
+            **(self.traffic.to_json() if self.traffic is not None else {}),
         }
 
     def summary_line(self) -> str:
@@ -344,6 +349,7 @@ def build_report(config: ProbeConfig, tally: Tally, outcome: RunOutcome, looks: 
         tolerance=config.tolerance,
         alpha=config.alpha,
         message=message,
+        traffic=tally.traffic.summary(config),
     )
 
 
