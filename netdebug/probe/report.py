@@ -6,6 +6,7 @@ Aggregation and verdict are pure; rendering writes to the stream it is given.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 from collections import Counter
@@ -20,6 +21,7 @@ from netdebug.probe.client import Sample
 from netdebug.probe.config import ProbeConfig
 from netdebug.probe.fingerprint import KINDS, UNROUTED_KINDS
 from netdebug.probe.runner import RunOutcome, Timing
+from netdebug.probe.samplesize import Advice, pass_probability, required_requests
 from netdebug.probe.stats import SplitJudgement, judge, percentile
 
 TRANSPORT_ERRORS = frozenset({"connect", "dns", "tls", "timeout", "protocol", "read", "other"})
@@ -152,10 +154,37 @@ class ProbeReport:
     tolerance: float
     alpha: float
     message: str | None  # the one-line explanation for exit 4 and for unusual endings
+    # When inconclusive: how many answers an on-target split needs (samplesize.py), and how often it
+    # would pass with as many answers as this run counted.
+    advice: Advice | None = None
+    pass_probability: float | None = None
 
     @property
     def local_replies(self) -> int:
         return self.fingerprints.get("local-reply", 0)
+
+    def advice_line(self) -> str | None:
+        """What the sample-size advice means for this run, in one line (None when there is none)."""
+        advice = self.advice
+        if advice is None:
+            return None
+        power = f"{advice.power:.0%}"
+        counted = sum(self.counts.values())
+        now = (
+            f"; with this run's {counted} answers, {self.pass_probability:.0%}"
+            if self.pass_probability is not None
+            else ""
+        )
+        if advice.requests is None:
+            return (
+                f"no number of requests makes an on-target split pass {power} of the time at alpha "
+                f"{self.alpha:g} (at most {advice.ceiling:.1%}): lower --alpha"
+            )
+        bound = "" if advice.exact else " (at least: a conservative bound)"
+        line = f"an on-target split passes {power} of the time{bound} from {advice.requests} answers on"
+        if advice.requests <= counted:
+            return line + f"; this run counted {counted}: the split may be off target, or re-run"
+        return line + now
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -182,6 +211,8 @@ class ProbeReport:
             "tolerance_pct": self.tolerance,
             "alpha": self.alpha,
             "needed_requests": self.judgement.needed_requests,
+            "needed_power": self.advice.power if self.advice is not None else None,
+            "pass_probability": (None if self.pass_probability is None else round(self.pass_probability, 4)),
             "reasons": list(self.reasons),
             "fingerprints": self.fingerprints,
             "mtls": {"answers": self.mtls, "identities": self.identities},
@@ -216,8 +247,9 @@ class ProbeReport:
             parts.append(f"paths: {paths}")
         if self.errors:
             parts.append("errors: " + ", ".join(f"{k} {n}" for k, n in self.errors.items()))
-        if self.judgement.needed_requests:
-            parts.append(f"you need about {self.judgement.needed_requests} requests")
+        needed = self.judgement.needed_requests
+        if needed and needed > sum(self.counts.values()):
+            parts.append(f"you need about {needed} requests")
         if self.message:
             parts.append(self.message)
         return "; ".join(parts)
@@ -285,6 +317,20 @@ def build_report(config: ProbeConfig, tally: Tally, outcome: RunOutcome, looks: 
             f"{tally.errors['no-version']} 2xx answers named no version: {tally.error_details['no-version']}"
         )
 
+    advice: Advice | None = None
+    now: float | None = None
+    if verdict == "inconclusive" and expected is not None:
+        tol, alpha, confidence = config.tolerance, config.alpha, config.confidence
+        advice = required_requests(
+            expected, tolerance_pct=tol, alpha=alpha, confidence=confidence, looks=looks
+        )
+        counted = sum(tally.counts.values())
+        if counted:
+            now = pass_probability(
+                counted, expected, tolerance_pct=tol, alpha=alpha, confidence=confidence, looks=looks
+            )
+        judgement = dataclasses.replace(judgement, needed_requests=advice.requests)
+
     failed = tally.failed(include_no_version=expected is not None)
     error_rate = failed / outcome.launched if outcome.launched else 1.0
     message: str | None = None
@@ -344,6 +390,8 @@ def build_report(config: ProbeConfig, tally: Tally, outcome: RunOutcome, looks: 
         tolerance=config.tolerance,
         alpha=config.alpha,
         message=message,
+        advice=advice,
+        pass_probability=now,
     )
 
 
@@ -399,11 +447,13 @@ def render_text(report: ProbeReport, out: TextIO) -> None:
     if report.stopped_early:
         w("stopped early: the verdict was already clear (sequential looks, Bonferroni-spent alpha)\n")
     line = f"verdict: {report.verdict.upper()}"
-    if report.judgement.needed_requests:
-        line += (
-            f" — you need about {report.judgement.needed_requests} requests for ±{report.tolerance:g} points"
-        )
+    needed = report.judgement.needed_requests
+    if needed and needed > sum(report.counts.values()):
+        line += f" — you need about {needed} requests for ±{report.tolerance:g} points"
     w(line + f" (exit {int(report.exit_status)})\n")
+    advice = report.advice_line()
+    if advice:
+        w(f"  {advice}\n")
     if report.message:
         w(f"{report.message}\n")
 
