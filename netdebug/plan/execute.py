@@ -37,6 +37,7 @@ from netdebug.plan.model import (
     check_http,
 )
 from netdebug.probe.fingerprint import is_local_reply
+from netdebug.proxy import Proxy, ProxyError, select_proxy
 
 SEVERITY: tuple[ExitStatus, ...] = (
     ExitStatus.OK,
@@ -292,7 +293,7 @@ def snapshot_text(snapshot: object) -> str:
 
 # The plan owns the sidecar lifecycle: its probes neither wait for nor quit the sidecar themselves
 # (unless a step asks), and they never draw a live view of their own.
-PROBE_DEFAULTS: Mapping[str, object] = {"wait_sidecar": "no", "quit_sidecar": "no", "live": "no"}
+PROBE_DEFAULTS: Mapping[str, object] = {"wait_sidecar": "never", "quit_sidecar": "never", "live": "never"}
 
 
 @dataclass
@@ -302,6 +303,7 @@ class Prepared:
     probe_configs: dict[int, object] = field(default_factory=dict)
     ssl_contexts: dict[int, ssl.SSLContext] = field(default_factory=dict)
     http_verify: dict[int, ssl.SSLContext | bool] = field(default_factory=dict)
+    http_proxies: dict[int, Proxy] = field(default_factory=dict)
 
 
 def prepare(plan: Plan, env: Mapping[str, str], probe_backend: Callable[[], ProbeBackend]) -> Prepared:
@@ -318,13 +320,17 @@ def prepare(plan: Plan, env: Mapping[str, str], probe_backend: Callable[[], Prob
             elif isinstance(spec, TlsSpec):
                 options = diag.TlsOptions(spec.sni, spec.alpn, spec.insecure, spec.ca, spec.timeout)
                 prepared.ssl_contexts[step.number] = diag.make_ssl_context(options)
-            elif isinstance(spec, HttpSpec) and spec.url.startswith("https://"):
-                if spec.insecure:
-                    prepared.http_verify[step.number] = False
-                else:
-                    options = diag.TlsOptions(alpn=(), ca=spec.ca)
-                    prepared.http_verify[step.number] = diag.make_ssl_context(options)
-        except UsageError as exc:
+            elif isinstance(spec, HttpSpec):
+                proxy = select_proxy(spec.url, env, env.get("NETDEBUG_PROXY"), env.get("NETDEBUG_NOPROXY"))
+                if proxy is not None:
+                    prepared.http_proxies[step.number] = proxy
+                if spec.url.startswith("https://"):
+                    if spec.insecure:
+                        prepared.http_verify[step.number] = False
+                    else:
+                        options = diag.TlsOptions(alpn=(), ca=spec.ca)
+                        prepared.http_verify[step.number] = diag.make_ssl_context(options)
+        except (UsageError, ProxyError) as exc:
             raise PlanError(f"{plan.source}: {step.label}: field {step.kind}: {exc}") from None
     return prepared
 
@@ -359,18 +365,28 @@ class StepRunner:
         import httpx
 
         verify = self.prepared.http_verify.get(step.number, True)
-        started = time.perf_counter()
+        proxy = self.prepared.http_proxies.get(step.number)
+        proxy_arg = None
+        if proxy is not None:
+            auth = {"proxy-authorization": proxy.authorization} if proxy.authorization else None
+            proxy_arg = httpx.Proxy(proxy.url, headers=auth)
+        # The client is built before the clock starts: its set-up (an SSL context from the system's
+        # CA bundle, the connection pool) is not the request's latency. The time is the request's,
+        # connection included, as curl's time_total is.
+        client = httpx.AsyncClient(
+            http2=spec.http2, verify=verify, timeout=spec.timeout, trust_env=False, proxy=proxy_arg
+        )
         try:
-            async with httpx.AsyncClient(
-                http2=spec.http2, verify=verify, timeout=spec.timeout, trust_env=False
-            ) as client:
-                response = await client.request(
-                    spec.method, spec.url, headers=list(spec.headers), content=spec.body
-                )
+            started = time.perf_counter()
+            response = await client.request(
+                spec.method, spec.url, headers=list(spec.headers), content=spec.body
+            )
+            elapsed_ms = (time.perf_counter() - started) * 1000.0
         except httpx.HTTPError as exc:
             message = f"{spec.method} {spec.url}: {type(exc).__name__}: {exc or 'no detail'}"
             return Outcome(ExitStatus.UNREACHABLE, message, (message,))
-        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        finally:
+            await client.aclose()
         headers = {k.lower(): v for k, v in response.headers.items()}
         body = response.text
         failures = tuple(check_http(spec.expect, response.status_code, headers, body))
@@ -379,6 +395,7 @@ class StepRunner:
             f"{response.status_code} in {elapsed_ms:.1f} ms"
             + (f", server {headers['server']}" if "server" in headers else "")
             + (", Envoy local reply" if local else "")
+            + (f", via proxy {proxy.url}" if proxy is not None else "")
         )
         if failures:
             summary += "; " + "; ".join(failures)
@@ -388,6 +405,7 @@ class StepRunner:
             "elapsed_ms": round(elapsed_ms, 3),
             "local_reply": local,
             "headers": headers,
+            "proxy": proxy.url if proxy is not None else None,
         }
         return Outcome(ExitStatus.MISMATCH if failures else ExitStatus.OK, summary, failures, details)
 

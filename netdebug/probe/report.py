@@ -158,6 +158,7 @@ class ProbeReport:
     # would pass with as many answers as this run counted.
     advice: Advice | None = None
     pass_probability: float | None = None
+    proxy: str | None = None  # the HTTP proxy the requests went through, and where it came from
 
     @property
     def local_replies(self) -> int:
@@ -231,6 +232,7 @@ class ProbeReport:
             "stopped_early": self.stopped_early,
             "message": self.message,
             "warnings": list(self.warnings),
+            "proxy": self.proxy,
         }
 
     def summary_line(self) -> str:
@@ -392,6 +394,7 @@ def build_report(config: ProbeConfig, tally: Tally, outcome: RunOutcome, looks: 
         message=message,
         advice=advice,
         pass_probability=now,
+        proxy=config.proxy.describe() if config.proxy is not None else None,
     )
 
 
@@ -407,6 +410,8 @@ def render_text(report: ProbeReport, out: TextIO) -> None:
         f"requests {report.requests} (launched {report.launched}, dropped {report.dropped}) in "
         f"{report.elapsed_s:.2f}s, {report.achieved_rps:.1f} req/s\n"
     )
+    if report.proxy:
+        w(f"proxy: {report.proxy}\n")
     if report.judgement.versions:
         w(f"{'version':<16} {'count':>7} {'observed':>9} {'expected':>9} {'95% interval':>17}\n")
         for v in report.judgement.versions:
@@ -455,7 +460,16 @@ def render_text(report: ProbeReport, out: TextIO) -> None:
     if advice:
         w(f"  {advice}\n")
     if report.message:
-        w(f"{report.message}\n")
+        w(f"{_without_details(report.message, report.error_details)}\n")
+
+
+def _without_details(message: str, details: Mapping[str, str]) -> str:
+    """The message without the error detail the `errors:` lines above already show (once is enough)."""
+    for kind, detail in details.items():
+        suffix = f"; {kind}: {detail}"
+        if message.endswith(suffix):
+            return message[: -len(suffix)]
+    return message
 
 
 def render_rich(report: ProbeReport, out: TextIO) -> None:

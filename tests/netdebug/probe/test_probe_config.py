@@ -120,7 +120,9 @@ def test_values_and_precedence(
             {"expect": "v1=75,v2=x"}, {}, "--expect: weight in 'v2=x' is not a number", id="bad-expect"
         ),
         pytest.param({"expect": "v1=1", "expect_from": "f.yaml"}, {}, "not both", id="both-expects"),
-        pytest.param({"expect_from": "/nonexistent/vs.yaml"}, {}, "cannot read", id="expect-from-missing"),
+        pytest.param(
+            {"expect_from": "/nonexistent/vs.yaml"}, {}, "no such file or directory", id="expect-from-missing"
+        ),
         pytest.param({"headers": ["no-colon"]}, {}, "not 'Name: value'", id="bad-header"),
         pytest.param({"resolve": ["echo.local:80"]}, {}, "HOST:PORT:ADDRESS", id="bad-resolve"),
         pytest.param({"by": "cookie:x"}, {}, "unknown kind", id="bad-by"),
@@ -171,7 +173,7 @@ def test_plan_mapping_api() -> None:
     assert c.requests == 1000
     assert c.rps == 50.0
     assert c.alpha == 0.01
-    assert c.live == "no"
+    assert c.live == "never"
     assert c.expected == (("v1", 75.0), ("v2", 25.0))
     assert c.new_connection
     with pytest.raises(UsageError, match="unknown probe option"):
