@@ -362,19 +362,91 @@ class StepRunner:
         return Outcome(status, summary, () if status == ExitStatus.OK else (summary,), report.to_json())
 
     async def http(self, step: Step, spec: HttpSpec) -> Outcome:
+        proxy = self.prepared.http_proxies.get(step.number)
+        try:
+            answer = await (self._http2(step, spec, proxy) if spec.http2 else self._http1(spec, proxy))
+        except HttpStepError as exc:
+            return Outcome(ExitStatus.UNREACHABLE, str(exc), (str(exc),))
+        failures = tuple(check_http(spec.expect, answer.status, answer.headers, answer.body))
+        local = is_local_reply(answer.headers)
+        summary = (
+            f"{answer.status} in {answer.elapsed_ms:.1f} ms"
+            + (f", server {answer.headers['server']}" if "server" in answer.headers else "")
+            + (", Envoy local reply" if local else "")
+            + (f", via proxy {proxy.url}" if proxy is not None else "")
+        )
+        if failures:
+            summary += "; " + "; ".join(failures)
+        details: dict[str, object] = {
+            "status": answer.status,
+            "http_version": answer.http_version,
+            "elapsed_ms": round(answer.elapsed_ms, 3),
+            "connect_ms": None if answer.connect_ms is None else round(answer.connect_ms, 3),
+            "local_reply": local,
+            "headers": answer.headers,
+            "proxy": proxy.url if proxy is not None else None,
+        }
+        return Outcome(ExitStatus.MISMATCH if failures else ExitStatus.OK, summary, failures, details)
+
+    async def _http1(self, spec: HttpSpec, proxy: Proxy | None) -> HttpAnswer:
+        """HTTP/1.1 on the prober's own client. The connection (DNS, TCP, proxy tunnel, TLS) is opened
+        first and timed apart; the latency is the request on it, as the prober's keep-alive answers are."""
+        from netdebug.probe.attribution import By
+        from netdebug.probe.client import ClientOptions, classify_error, h1_client_for
+        from netdebug.probe.h1 import ResponseError
+        from netdebug.probe.resolve import Resolver
+
+        options = ClientOptions(
+            url=spec.url,
+            method=spec.method,
+            headers=tuple(spec.headers),
+            body=spec.body.encode("utf-8") if spec.body is not None else None,
+            http2=False,
+            insecure=spec.insecure,
+            cacert=spec.ca,
+            cert=None,
+            key=None,
+            timeout=spec.timeout,
+            new_connection=True,
+            resolve=(),
+            connect_to=(),
+            max_connections=1,
+            by=By("auto"),
+            proxy=proxy,
+        )
+        client = h1_client_for(options, Resolver(), all_headers=True)
+        try:
+            started = time.perf_counter()
+            await client.open()
+            opened = time.perf_counter()
+            response = await client.send()
+            done = time.perf_counter()
+        except (OSError, ResponseError, ValueError) as exc:
+            kind, detail = classify_error(exc)
+            raise HttpStepError(f"{spec.method} {spec.url}: {kind}: {detail}") from None
+        finally:
+            await client.aclose()
+        return HttpAnswer(
+            status=response.status,
+            headers=response.headers,
+            body=response.body.decode("utf-8", "replace"),
+            http_version=f"HTTP/{response.http_version}",
+            elapsed_ms=(done - opened) * 1000.0,
+            connect_ms=(opened - started) * 1000.0,
+        )
+
+    async def _http2(self, step: Step, spec: HttpSpec, proxy: Proxy | None) -> HttpAnswer:
+        """HTTP/2 through httpx, built before the clock starts (its SSL context and pool are set-up);
+        httpx connects inside the request, so the time includes the connection."""
         import httpx
 
         verify = self.prepared.http_verify.get(step.number, True)
-        proxy = self.prepared.http_proxies.get(step.number)
         proxy_arg = None
         if proxy is not None:
             auth = {"proxy-authorization": proxy.authorization} if proxy.authorization else None
             proxy_arg = httpx.Proxy(proxy.url, headers=auth)
-        # The client is built before the clock starts: its set-up (an SSL context from the system's
-        # CA bundle, the connection pool) is not the request's latency. The time is the request's,
-        # connection included, as curl's time_total is.
         client = httpx.AsyncClient(
-            http2=spec.http2, verify=verify, timeout=spec.timeout, trust_env=False, proxy=proxy_arg
+            http2=True, verify=verify, timeout=spec.timeout, trust_env=False, proxy=proxy_arg
         )
         try:
             started = time.perf_counter()
@@ -383,31 +455,33 @@ class StepRunner:
             )
             elapsed_ms = (time.perf_counter() - started) * 1000.0
         except httpx.HTTPError as exc:
-            message = f"{spec.method} {spec.url}: {type(exc).__name__}: {exc or 'no detail'}"
-            return Outcome(ExitStatus.UNREACHABLE, message, (message,))
+            raise HttpStepError(
+                f"{spec.method} {spec.url}: {type(exc).__name__}: {exc or 'no detail'}"
+            ) from None
         finally:
             await client.aclose()
-        headers = {k.lower(): v for k, v in response.headers.items()}
-        body = response.text
-        failures = tuple(check_http(spec.expect, response.status_code, headers, body))
-        local = is_local_reply(headers)
-        summary = (
-            f"{response.status_code} in {elapsed_ms:.1f} ms"
-            + (f", server {headers['server']}" if "server" in headers else "")
-            + (", Envoy local reply" if local else "")
-            + (f", via proxy {proxy.url}" if proxy is not None else "")
+        return HttpAnswer(
+            status=response.status_code,
+            headers={k.lower(): v for k, v in response.headers.items()},
+            body=response.text,
+            http_version=response.http_version,
+            elapsed_ms=elapsed_ms,
+            connect_ms=None,
         )
-        if failures:
-            summary += "; " + "; ".join(failures)
-        details: dict[str, object] = {
-            "status": response.status_code,
-            "http_version": response.http_version,
-            "elapsed_ms": round(elapsed_ms, 3),
-            "local_reply": local,
-            "headers": headers,
-            "proxy": proxy.url if proxy is not None else None,
-        }
-        return Outcome(ExitStatus.MISMATCH if failures else ExitStatus.OK, summary, failures, details)
+
+
+class HttpStepError(Exception):
+    """No answer (refused, timeout, DNS, TLS, proxy): the http step is unreachable."""
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    status: int
+    headers: Mapping[str, str]  # lower-case names
+    body: str
+    http_version: str
+    elapsed_ms: float  # the request (on an open connection for HTTP/1.1)
+    connect_ms: float | None  # the set-up: DNS, TCP, proxy tunnel, TLS (HTTP/1.1 only)
 
 
 def _diag_outcome(

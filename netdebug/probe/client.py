@@ -209,7 +209,7 @@ class Prober:
         self._h1: H1Client | None = None
         self.client: httpx.AsyncClient | None = None
         if transport is None and not options.http2:
-            self._h1 = self._h1_client(options, target)
+            self._h1 = h1_client_for(options, self._resolver)
             return
         original = httpx.URL(options.url)
         url = original if proxy else httpx.URL(target.url)
@@ -255,43 +255,6 @@ class Prober:
             "extensions": {"sni_hostname": sni} if sni else {},
         }
 
-    def _h1_client(self, options: ClientOptions, target: Target) -> H1Client:
-        original = httpx.URL(options.url)
-        https = original.scheme == "https"
-        default_port = 443 if https else 80
-        host = f"[{original.host}]" if ":" in original.host else original.host
-        port = original.port or default_port
-        authority = host if port == default_port else f"{host}:{port}"
-        connect = httpx.URL(target.url)
-        proxy = options.proxy
-        path = original.raw_path.decode("ascii") or "/"
-        headers = options.headers
-        tunnel: Tunnel | None = None
-        if proxy is not None and https:
-            tunnel = Tunnel(original.host, port, proxy.authorization)
-        elif proxy is not None:
-            path = f"http://{authority}{path}"  # absolute form: the proxy forwards it
-            if proxy.authorization:
-                headers = (*headers, ("proxy-authorization", proxy.authorization))
-        else:
-            path = connect.raw_path.decode("ascii") or "/"
-        host_header = authority if proxy else (target.host_header or authority)
-        request = build_request(
-            options.method, path, host_header, headers, options.body, options.new_connection
-        )
-        return H1Client(
-            connect.host,
-            connect.port or (80 if proxy else default_port),
-            request,
-            ssl_context=ssl_context(options) if https else None,
-            server_hostname=original.host if proxy else (target.sni or connect.host),
-            timeout=options.timeout,
-            new_connection=options.new_connection,
-            head_only=options.method == "HEAD",
-            resolver=self._resolver,
-            tunnel=tunnel,
-        )
-
     async def _httpx_args(self) -> dict[str, Any]:
         """The request's arguments, with the URL's host resolved to an address when it is a name."""
         if self._lookup is None:
@@ -335,6 +298,46 @@ class Prober:
             await self._h1.aclose()
         if self.client is not None:
             await self.client.aclose()
+
+
+def h1_client_for(options: ClientOptions, resolver: Resolver, *, all_headers: bool = False) -> H1Client:
+    """The HTTP/1.1 client for these options: straight to the server (after --resolve/--connect-to),
+    or through the proxy (absolute-form requests for http://, a CONNECT tunnel for https://)."""
+    proxy = options.proxy
+    target = resolve_target(proxy.url if proxy else options.url, options.resolve, options.connect_to)
+    original = httpx.URL(options.url)
+    https = original.scheme == "https"
+    default_port = 443 if https else 80
+    host = f"[{original.host}]" if ":" in original.host else original.host
+    port = original.port or default_port
+    authority = host if port == default_port else f"{host}:{port}"
+    connect = httpx.URL(target.url)
+    path = original.raw_path.decode("ascii") or "/"
+    headers = options.headers
+    tunnel: Tunnel | None = None
+    if proxy is not None and https:
+        tunnel = Tunnel(original.host, port, proxy.authorization)
+    elif proxy is not None:
+        path = f"http://{authority}{path}"  # absolute form: the proxy forwards it
+        if proxy.authorization:
+            headers = (*headers, ("proxy-authorization", proxy.authorization))
+    else:
+        path = connect.raw_path.decode("ascii") or "/"
+    host_header = authority if proxy else (target.host_header or authority)
+    request = build_request(options.method, path, host_header, headers, options.body, options.new_connection)
+    return H1Client(
+        connect.host,
+        connect.port or (80 if proxy else default_port),
+        request,
+        ssl_context=ssl_context(options) if https else None,
+        server_hostname=original.host if proxy else (target.sni or connect.host),
+        timeout=options.timeout,
+        new_connection=options.new_connection,
+        head_only=options.method == "HEAD",
+        resolver=resolver,
+        tunnel=tunnel,
+        all_headers=all_headers,
+    )
 
 
 def literal_host(host: str) -> str | None:

@@ -78,7 +78,8 @@ _LENGTH, _CHUNKED, _UNTIL_CLOSE, _NONE = range(4)
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, head_only: bool) -> None:
+    def __init__(self, head_only: bool, all_headers: bool = False) -> None:
+        self.all_headers = all_headers  # keep every header (a plan's http step), not only WANTED
         self.transport: asyncio.Transport | None = None
         # Inside a CONNECT tunnel: the proxy connection that carries `transport` (the TLS one).
         self.tunnel_transport: asyncio.Transport | None = None
@@ -177,8 +178,11 @@ class _Connection(asyncio.Protocol):
             for line in lines[1:]:
                 name, _, value = line.partition(b":")
                 key = name.strip().lower()
-                if key in WANTED:
-                    headers[key.decode("latin-1")] = value.strip().decode("latin-1")
+                if key in WANTED or self.all_headers:
+                    field, text = key.decode("latin-1"), value.strip().decode("latin-1")
+                    # Repeated fields are joined (RFC 9110 §5.3) for the full view; the prober keeps the last.
+                    joined = self.all_headers and field in headers
+                    headers[field] = f"{headers[field]}, {text}" if joined else text
             self.status = status
             self.version = parts[0][5:].decode("latin-1")
             conn = headers.get("connection", "").lower()
@@ -250,6 +254,7 @@ class H1Client:
         head_only: bool = False,
         resolver: Resolver | None = None,
         tunnel: Tunnel | None = None,
+        all_headers: bool = False,
     ) -> None:
         self._host = host
         self._port = port
@@ -261,6 +266,7 @@ class H1Client:
         self._head_only = head_only
         self._resolver = resolver or Resolver()
         self._tunnel = tunnel
+        self._all_headers = all_headers
         self._idle: list[_Connection] = []
         self._all: set[_Connection] = set()
 
@@ -287,7 +293,7 @@ class H1Client:
         direct_tls = self._ssl if self._tunnel is None else None
         try:
             _, protocol = await loop.create_connection(
-                lambda: _Connection(self._head_only),
+                lambda: _Connection(self._head_only, self._all_headers),
                 sock=sock,
                 ssl=direct_tls,
                 server_hostname=self._server_hostname if direct_tls is not None else None,
@@ -321,6 +327,15 @@ class H1Client:
             if transport is None:
                 raise ResponseError("the proxy closed the tunnel during the TLS handshake")
             conn.tunnel_transport, conn.transport = conn.transport, transport
+
+    async def open(self) -> None:
+        """Resolve and connect (tunnel and TLS included) ahead of `send`, which then finds the connection
+        idle: a caller can time the set-up and the request apart."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        addresses = await self._resolver.resolve(self._host, self._port, within=self._timeout)
+        async with asyncio.timeout_at(deadline):
+            self._idle.append(await self._connect(addresses))
 
     async def send(self) -> Response:
         loop = asyncio.get_running_loop()
