@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -60,6 +61,7 @@ class MeshUpConfig:
     ready_timeout: float
     envoy_log_level: str
     node_name: str
+    logs_dir: Path | None = None  # --logs: keep every process's log here (else in the work dir, removed)
 
 
 @dataclass
@@ -279,8 +281,8 @@ class LocalMesh:
 
     def start(self, base_env: Mapping[str, str], stop_requested: threading.Event) -> None:
         preexec = _die_with_parent()
-        logs = self.work_dir / "logs"
-        logs.mkdir(exist_ok=True)
+        logs = self.logs_dir
+        logs.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         for pod in self.inventory.pods:
             env, _ = self.echo_env(pod.name, base_env)
@@ -352,6 +354,10 @@ class LocalMesh:
             # Poll interval of a readiness check with a deadline; not synchronisation by delay.
             stop_requested.wait(0.02)
 
+    @property
+    def logs_dir(self) -> Path:
+        return self.config.logs_dir or self.work_dir / "logs"
+
     def child_exited(self) -> Child | None:
         return next((c for c in self.children if c.proc.poll() is not None), None)
 
@@ -373,6 +379,8 @@ class LocalMesh:
             "bind": bind,
             "work_dir": str(self.work_dir),
             "startup_seconds": round(self.startup_seconds, 3),
+            "logs": str(self.logs_dir),
+            "logs_kept": self.config.logs_dir is not None,
             "gateway": None,
             "client_sidecar": None,
             "pods": [],
@@ -433,26 +441,52 @@ def write_state(path: Path, state: Mapping[str, Any]) -> None:
     tmp.replace(path)
 
 
+SUMMARY_WIDTH = 100  # columns: every line mesh up prints fits a terminal (and a log viewer)
+
+
+def fit(line: str, width: int = SUMMARY_WIDTH) -> list[str]:
+    """`line` in lines of at most `width` columns, broken at spaces; a `try:` command line keeps
+    working when pasted (each broken part ends with a shell continuation)."""
+    if len(line) <= width:
+        return [line]
+    command = line.lstrip().startswith("try:")
+    parts = textwrap.wrap(
+        line,
+        width - (2 if command else 0),
+        subsequent_indent="      ",
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    return [part + " \\" for part in parts[:-1]] + parts[-1:] if command else parts
+
+
 def summary_lines(state: Mapping[str, Any]) -> list[str]:
     lines: list[str] = []
     gateway = state.get("gateway")
     if gateway:
         host = gateway.get("host") or "*"
-        lines.append(f"gateway         {gateway['url']}  (Host: {host}; identity {gateway['identity']})")
+        lines.append(f"gateway         {gateway['url']}  Host: {host}")
+        lines.append(f"  identity {gateway['identity']}")
         lines.append(f"  try: curl -H 'Host: {host}' {gateway['url']}/echo")
     client = state.get("client_sidecar")
     if client:
         fqdn = next((h for h in client["hosts"] if h.endswith(f".svc.{CLUSTER_DOMAIN}")), None)
-        lines.append(f"client sidecar  {client['url']}  (caller identity {client['identity']})")
+        lines.append(f"client sidecar  {client['url']}  (an HTTP proxy for mesh callers)")
+        lines.append(f"  identity {client['identity']}")
         if fqdn:
             lines.append(f"  try: http_proxy={client['url']} curl http://{fqdn}/echo")
     for pod in state.get("pods", []):
+        lines.append(f"pod {pod['name']}  version {pod['version']}")
         lines.append(
-            f"pod {pod['name']}  version {pod['version']}  echo {pod['echo_url']} (direct: bypasses the mesh)"
-            f"  sidecar {pod['sidecar_url']} (mTLS)"
+            f"  echo {pod['echo_url']} (direct: bypasses the mesh)  sidecar {pod['sidecar_url']} (mTLS)"
         )
+    logs = state.get("logs")
+    if logs:
+        kept = "kept after exit" if state.get("logs_kept") else "removed on exit; keep them with --logs DIR"
+        lines.append(f"logs            {logs}")
+        lines.append(f"  one file per process, {kept}")
     lines.append(f"started {len(state.get('pids', []))} processes in {state.get('startup_seconds', 0):.2f}s")
-    return lines
+    return [part for line in lines for part in fit(line)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -519,7 +553,7 @@ def run_mesh_up(config: MeshUpConfig, env: Mapping[str, str], out: IO[str], err:
         local = prepare(config, work_dir)
         check_tools(config)
         for warning in local.mesh.warnings:
-            err.write(f"netdebug mesh: warning: {warning}\n")
+            err.write("\n".join(fit(f"netdebug mesh: warning: {warning}")) + "\n")
         try:
             try:
                 local.start(env, stop_requested)
@@ -536,10 +570,11 @@ def run_mesh_up(config: MeshUpConfig, env: Mapping[str, str], out: IO[str], err:
             while not stop_requested.wait(0.25):
                 dead = local.child_exited()
                 if dead is not None:
-                    err.write(
+                    headline = (
                         f"netdebug mesh: error: {dead.role} {dead.name} (pid {dead.pid}) exited with status"
-                        f" {dead.proc.returncode}; stopping everything. Its output:\n{_tail(dead.log_path)}\n"
+                        f" {dead.proc.returncode}; stopping everything. Its output ({dead.log_path}):"
                     )
+                    err.write("\n".join(fit(headline)) + f"\n{_tail(dead.log_path)}\n")
                     return ExitStatus.UNREACHABLE
             out.write("stopping\n")
             out.flush()

@@ -533,18 +533,38 @@ def request_line(timing: Timing, sample: Sample) -> bytes:
     return orjson.dumps(doc) + b"\n"
 
 
+BAR_WIDTH = 40
+# Bars must read without colour (NO_COLOR, a monochrome terminal, a screen reader's text): filled and
+# empty cells differ by shape, and the expected share is a mark of its own.
+UNICODE_CELLS = ("█", "░", "┃")
+ASCII_CELLS = ("#", ".", "|")
+
+
+def text_bar(
+    pct: float, width: int = BAR_WIDTH, expected: float | None = None, ascii_only: bool = False
+) -> str:
+    """A bar `width` cells long, `pct` of them filled; the cell of `expected` (percent) is marked."""
+    full, empty, mark = ASCII_CELLS if ascii_only else UNICODE_CELLS
+    filled = round(min(max(pct, 0.0), 100.0) / 100.0 * width)
+    cells = [full] * filled + [empty] * (width - filled)
+    if expected is not None:
+        cells[min(width - 1, int(min(max(expected, 0.0), 100.0) / 100.0 * width))] = mark
+    return "".join(cells)
+
+
 def live_view(get: Callable[[], ProbeSnapshot | None]) -> Any:
     """A rich renderable built from the latest snapshot at refresh time (4 Hz), not per request."""
-    from rich.console import Group
-    from rich.progress_bar import ProgressBar
+    from rich.console import Console, ConsoleOptions, Group, RenderResult
     from rich.table import Table
     from rich.text import Text
 
     class _View:
-        def __rich__(self) -> Any:
+        def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
             snap = get()
             if snap is None:
-                return Text("starting…")
+                yield Text("starting…" if console.encoding.startswith("utf") else "starting...")
+                return
+            ascii_only = not console.encoding.startswith("utf")
             head = Text(
                 f"{snap.done}"
                 + (f"/{snap.planned}" if snap.planned else "")
@@ -555,20 +575,17 @@ def live_view(get: Callable[[], ProbeSnapshot | None]) -> Any:
             grid = Table.grid(padding=(0, 1))
             if snap.planned:
                 done_pct = 100.0 * snap.done / snap.planned
-                grid.add_row(
-                    "progress", ProgressBar(total=100, completed=done_pct, width=40), f"{done_pct:5.1f}%", ""
-                )
+                bar = Text(text_bar(done_pct, ascii_only=ascii_only), style="cyan")
+                grid.add_row("progress", bar, f"{done_pct:5.1f}%", "")
             names = list(snap.expected or {}) + sorted(set(snap.counts) - set(snap.expected or {}))
             for name in names:
                 n = snap.counts.get(name, 0)
                 pct = 100.0 * n / total if total else 0.0
                 exp = (snap.expected or {}).get(name)
-                grid.add_row(
-                    name,
-                    ProgressBar(total=100, completed=pct, width=40),
-                    f"{pct:5.1f}%",
-                    "" if exp is None else f"(expected {exp:.1f}%)",
+                bar = Text(
+                    text_bar(pct, expected=exp, ascii_only=ascii_only), style="green" if exp else "red"
                 )
-            return Group(head, grid)
+                grid.add_row(name, bar, f"{pct:5.1f}%", "" if exp is None else f"(expected {exp:.1f}%)")
+            yield Group(head, grid)
 
     return _View()
