@@ -272,7 +272,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         f"(env NETDEBUG_SIDECAR_TIMEOUT, default {DEFAULT_WAIT_TIMEOUT:g})",
     )
     parser.add_argument(
-        "--output", choices=["text", "json"], default="text", help="status/wait output format"
+        "--output", choices=["text", "json"], default="text", help="status/wait output format (default text)"
     )
 
 

@@ -68,10 +68,18 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="set a plan variable (repeatable); beats env NETDEBUG_VAR_<NAME> and the plan's vars:",
+        help="set a plan variable (repeatable); beats env NETDEBUG_VAR_<NAME>, which beats the plan's "
+        "vars: (the default)",
     )
-    parser.add_argument("--output", choices=["text", "json"], default=None, help="env NETDEBUG_OUTPUT")
-    parser.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report (env NETDEBUG_JUNIT)")
+    parser.add_argument(
+        "--output",
+        choices=["text", "json"],
+        default=None,
+        help="report format (env NETDEBUG_OUTPUT; default text)",
+    )
+    parser.add_argument(
+        "--junit", metavar="FILE", help="also write a JUnit XML report (env NETDEBUG_JUNIT; default none)"
+    )
     choices = "{" + ",".join(POLICIES) + "}"
     parser.add_argument(
         "--wait-sidecar",
@@ -111,7 +119,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         "--job",
         action="store_true",
         default=None,
-        help="we run as a Kubernetes Job: enables the auto sidecar quit (env NETDEBUG_IN_JOB=1)",
+        help="we run as a Kubernetes Job: enables the auto sidecar quit (env NETDEBUG_IN_JOB=1; default off)",
     )
 
 

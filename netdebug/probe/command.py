@@ -213,7 +213,12 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         "be set by NETDEBUG_<FLAG> (e.g. NETDEBUG_RPS=20); a flag wins over the environment."
     )
     a = parser.add_argument
-    a("url", nargs="?", metavar="URL", help="target, e.g. http://echo-service/echo (env NETDEBUG_URL)")
+    a(
+        "url",
+        nargs="?",
+        metavar="URL",
+        help="target, e.g. http://echo-service/echo (env NETDEBUG_URL; required)",
+    )
     load = parser.add_argument_group("load")
     load.add_argument("-n", "--requests", type=str, help="stop after N requests (default 500 unless -d)")
     load.add_argument(
@@ -239,7 +244,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         dest="headers",
         action="append",
         metavar="'NAME: VALUE'",
-        help="extra header, repeatable (e.g. -H 'host: echo.local')",
+        help="extra header, repeatable (e.g. -H 'host: echo.local'; default: host, user-agent, accept)",
     )
     req.add_argument(
         "--http2",
@@ -248,7 +253,11 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         help="HTTP/2: ALPN h2, h2c prior knowledge on http:// (default HTTP/1.1)",
     )
     req.add_argument(
-        "-k", "--insecure", action="store_const", const=True, help="do not verify the server certificate"
+        "-k",
+        "--insecure",
+        action="store_const",
+        const=True,
+        help="do not verify the server certificate (default: verify)",
     )
     req.add_argument("--cacert", type=str, help="CA bundle to verify the server (default the system's)")
     req.add_argument("--cert", type=str, help="client certificate (PEM; may include the key; default none)")
@@ -260,8 +269,18 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         const=True,
         help="a new connection per request (kube-proxy balances per connection; default keep-alive)",
     )
-    req.add_argument("--resolve", action="append", metavar="HOST:PORT:ADDR", help="connect HOST:PORT to ADDR")
-    req.add_argument("--connect-to", action="append", metavar="H1:P1:H2:P2", help="connect H1:P1 to H2:P2")
+    req.add_argument(
+        "--resolve",
+        action="append",
+        metavar="HOST:PORT:ADDR",
+        help="connect HOST:PORT to ADDR, as curl (repeatable; default: DNS)",
+    )
+    req.add_argument(
+        "--connect-to",
+        action="append",
+        metavar="H1:P1:H2:P2",
+        help="connect H1:P1 to H2:P2, as curl (repeatable; default: the URL's)",
+    )
     req.add_argument(
         "--proxy",
         type=str,
@@ -284,7 +303,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         type=str,
         metavar="YAML|DIR",
         help="weights of the VirtualService/HTTPRoute rule matching the URL's host and path, from a YAML "
-        "file, a directory of them, or a kustomization (rendered with kubectl kustomize)",
+        "file, a directory of them, or a kustomization (rendered with kubectl kustomize; default none)",
     )
     verdict.add_argument(
         "--by",

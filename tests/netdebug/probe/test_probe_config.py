@@ -7,6 +7,7 @@ import pytest
 from netdebug.context import UsageError
 from netdebug.probe.command import probe_config_from_mapping
 from netdebug.probe.config import DEFAULT_REQUESTS, DEFAULT_RPS, build_probe_config
+from tests.procs import REPO
 
 URL = {"url": "http://echo-service/echo"}
 
@@ -178,3 +179,27 @@ def test_plan_mapping_api() -> None:
     assert c.new_connection
     with pytest.raises(UsageError, match="unknown probe option"):
         probe_config_from_mapping({"url": "http://x/", "rsp": 5}, {})
+
+
+def test_expect_from_takes_what_mesh_up_takes(tmp_path: Path, kubectl: str) -> None:
+    """A directory of YAML files, or a kustomization (rendered by kubectl), as `mesh up DIR`."""
+    url = "http://echo-service.echo.svc.cluster.local/echo"
+    overlay = REPO / "k8s" / "overlays" / "istio"
+    config = build_probe_config({"url": url, "expect_from": str(overlay)}, {})
+    assert config.expected == (("v1", 75.0), ("v2", 25.0))
+    assert config.expect_source == str(overlay)
+    rendered = tmp_path / "rendered"
+    rendered.mkdir()
+    (rendered / "a-other.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: echo}\n")
+    (rendered / "b-vs.yml").write_text(
+        "kind: VirtualService\nspec:\n  hosts: [echo.local]\n  http:\n  - route:\n"
+        "    - {destination: {host: e, subset: v1}, weight: 9}\n"
+        "    - {destination: {host: e, subset: v2}, weight: 1}\n"
+    )
+    (rendered / "notes.txt").write_text("not read")
+    config = build_probe_config({"url": "http://echo.local/", "expect_from": str(rendered)}, {})
+    assert config.expected == (("v1", 90.0), ("v2", 10.0))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UsageError, match=r"no kustomization and no \.yaml files"):
+        build_probe_config({"url": url, "expect_from": str(empty)}, {})
