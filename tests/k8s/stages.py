@@ -30,6 +30,7 @@ GATEWAY_API_OBJECTS = {
 NETDEBUG_OBJECTS = {
     ("ServiceAccount", "netdebug"),
     ("Job", "netdebug-plan"),
+    ("Job", "netdebug-gateway"),
     ("NetworkPolicy", "netdebug-deny-ingress"),
     ("ConfigMap", "netdebug-plan"),  # plus kustomize's content hash suffix
 }
