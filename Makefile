@@ -40,6 +40,7 @@ test-images: $(STAMP) $(VENV)-checkov/.installed
 bench: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python bench/echo_bench.py
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python bench/prober_bench.py
+	$(BIN)/python bench/samplesize_bench.py
 
 images: $(STAMP)
 	bash images/build.sh
