@@ -572,9 +572,11 @@ def run_mesh_up(config: MeshUpConfig, env: Mapping[str, str], out: IO[str], err:
                 if dead is not None:
                     headline = (
                         f"netdebug mesh: error: {dead.role} {dead.name} (pid {dead.pid}) exited with status"
-                        f" {dead.proc.returncode}; stopping everything. Its output ({dead.log_path}):"
+                        f" {dead.proc.returncode}"
                     )
-                    err.write("\n".join(fit(headline)) + f"\n{_tail(dead.log_path)}\n")
+                    where = f"  {dead.log_path}"
+                    lines = [*fit(headline), "  stopping everything; its log ends with:", where]
+                    err.write("\n".join(lines) + f"\n{_tail(dead.log_path)}\n")
                     return ExitStatus.UNREACHABLE
             out.write("stopping\n")
             out.flush()
