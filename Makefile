@@ -50,6 +50,7 @@ bench: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python bench/echo_bench.py
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python bench/prober_bench.py
 	$(BIN)/python bench/picture_bench.py
+	$(BIN)/python bench/samplesize_bench.py
 
 images: $(STAMP)
 	bash images/build.sh

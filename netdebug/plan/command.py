@@ -35,12 +35,7 @@ from netdebug.plan.junit import junit_suite, render_junit
 from netdebug.plan.model import Plan, PlanError
 from netdebug.plan.parse import parse_plan, parse_var_flags
 from netdebug.plan.report import LiveEvents, PlainEvents, final_line, result_json
-
-Policy = Literal["auto", "always", "never"]
-POLICIES: tuple[Policy, ...] = ("auto", "always", "never")
-# `netdebug probe` spells the same choices auto/yes/no, and both read NETDEBUG_*_SIDECAR.
-POLICY_SYNONYMS: Mapping[str, Policy] = {"yes": "always", "no": "never"}
-TRUE_WORDS = {"1", "true", "yes", "on"}
+from netdebug.sidecar import POLICIES, Policy
 
 
 @dataclass(frozen=True)
@@ -55,6 +50,8 @@ class PlanConfig:
     sidecar_timeout: float
     in_job: bool
     endpoints: sidecar.SidecarEndpoints
+    proxy: str | None = None  # --proxy; None: from the environment, as curl reads it
+    noproxy: str | None = None
 
 
 PLAN_EPILOG = """the plan's exit code is the worst step's, by severity (least to most):
@@ -73,28 +70,51 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="set a plan variable (repeatable); beats env NETDEBUG_VAR_<NAME> and the plan's vars:",
+        help="set a plan variable (repeatable); beats env NETDEBUG_VAR_<NAME>, which beats the plan's "
+        "vars: (the default)",
     )
-    parser.add_argument("--output", choices=["text", "json"], default=None, help="env NETDEBUG_OUTPUT")
-    parser.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report (env NETDEBUG_JUNIT)")
+    parser.add_argument(
+        "--output",
+        choices=["text", "json"],
+        default=None,
+        help="report format (env NETDEBUG_OUTPUT; default text)",
+    )
+    parser.add_argument(
+        "--junit", metavar="FILE", help="also write a JUnit XML report (env NETDEBUG_JUNIT; default none)"
+    )
+    choices = "{" + ",".join(POLICIES) + "}"
     parser.add_argument(
         "--report",
         metavar="FILE.html",
-        help="also write the HTML picture of every probe step (env NETDEBUG_REPORT)",
+        help="also write the HTML picture of every probe step (env NETDEBUG_REPORT; default none)",
     )
     parser.add_argument(
         "--wait-sidecar",
-        choices=[*POLICIES, *POLICY_SYNONYMS],
         default=None,
-        help="wait for the sidecar before the first step: auto = when one is detected or the pod's "
-        "annotations say it is injected (env NETDEBUG_WAIT_SIDECAR, default auto)",
+        metavar=choices,
+        help="wait for the sidecar before the first step: auto = when one answers or the pod's "
+        "annotations say it is injected (env NETDEBUG_WAIT_SIDECAR, default auto; yes/no still work)",
     )
     parser.add_argument(
         "--quit-sidecar",
-        choices=[*POLICIES, *POLICY_SYNONYMS],
         default=None,
+        metavar=choices,
         help="ask the sidecar to exit at the very end: auto = in a Job, when a sidecar was seen and it "
-        "is not a native sidecar (env NETDEBUG_QUIT_SIDECAR, default auto)",
+        "is not a native sidecar (env NETDEBUG_QUIT_SIDECAR, default auto; yes/no still work)",
+    )
+    parser.add_argument(
+        "--proxy",
+        default=None,
+        metavar="URL",
+        help="HTTP proxy for the probe and http steps ('' = none); default: http_proxy/https_proxy/"
+        "all_proxy as curl reads them (env NETDEBUG_PROXY)",
+    )
+    parser.add_argument(
+        "--noproxy",
+        default=None,
+        metavar="LIST",
+        help="hosts, domains, IPs/CIDRs that bypass the proxy, '*' for all "
+        "(env NETDEBUG_NOPROXY; default: no_proxy/NO_PROXY)",
     )
     parser.add_argument(
         "--sidecar-timeout",
@@ -106,18 +126,16 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         "--job",
         action="store_true",
         default=None,
-        help="we run as a Kubernetes Job: enables the auto sidecar quit (env NETDEBUG_IN_JOB=1)",
+        help="we run as a Kubernetes Job: enables the auto sidecar quit (env NETDEBUG_IN_JOB=1; default off)",
     )
 
 
-def _policy(flag: str | None, env: Mapping[str, str], name: str) -> Policy:
-    value = (flag or env.get(name) or "auto").strip().lower()
-    if value in POLICY_SYNONYMS:
-        return POLICY_SYNONYMS[value]
-    for policy in POLICIES:
-        if value == policy:
-            return policy
-    raise UsageError(f"{name}={value!r}: expected one of {', '.join(POLICIES)} (or yes/no)")
+def _policy(flag: str | None, env: Mapping[str, str], name: str, flag_name: str) -> Policy:
+    value = flag if flag is not None else env.get(name) or "auto"
+    try:
+        return sidecar.parse_policy(value, name if flag is None else flag_name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def config_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> PlanConfig:
@@ -130,15 +148,17 @@ def config_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> PlanCo
         if timeout_text is None
         else diag.parse_seconds(timeout_text, "--sidecar-timeout")
     )
-    in_job = bool(args.job) or env.get("NETDEBUG_IN_JOB", "").strip().lower() in TRUE_WORDS
+    in_job = bool(args.job) or sidecar.in_job_from_env(env)
     return PlanConfig(
         path=args.file,
         overrides=parse_var_flags(args.var),
         output="json" if output == "json" else "text",
         junit=args.junit or env.get("NETDEBUG_JUNIT") or None,
         report=args.report or env.get("NETDEBUG_REPORT") or None,
-        wait_sidecar=_policy(args.wait_sidecar, env, "NETDEBUG_WAIT_SIDECAR"),
-        quit_sidecar=_policy(args.quit_sidecar, env, "NETDEBUG_QUIT_SIDECAR"),
+        wait_sidecar=_policy(args.wait_sidecar, env, "NETDEBUG_WAIT_SIDECAR", "--wait-sidecar"),
+        quit_sidecar=_policy(args.quit_sidecar, env, "NETDEBUG_QUIT_SIDECAR", "--quit-sidecar"),
+        proxy=args.proxy if args.proxy is not None else env.get("NETDEBUG_PROXY"),
+        noproxy=args.noproxy if args.noproxy is not None else env.get("NETDEBUG_NOPROXY"),
         sidecar_timeout=timeout,
         in_job=in_job,
         endpoints=sidecar.SidecarEndpoints.from_env(env),
@@ -158,7 +178,7 @@ def load_plan(config: PlanConfig, env: Mapping[str, str]) -> Plan:
 
 @dataclass
 class SidecarLog:
-    mode: str = "unknown"
+    mode: sidecar.SidecarMode = "unknown"
     detected: bool = False
     waited: bool = False
     ready: bool | None = None
@@ -186,8 +206,7 @@ async def wait_for_sidecar(config: PlanConfig, env: Mapping[str, str], log: Side
         return True
     log.detected = await sidecar.detect(config.endpoints)
     # Classic sidecars may start after us; the injector's annotation tells us one is coming.
-    expected = log.detected or log.mode in ("classic", "native")
-    if config.wait_sidecar == "auto" and not expected:
+    if not sidecar.should_wait(config.wait_sidecar, log.detected, log.mode):
         log.wait_message = "no sidecar detected; not waiting"
         return True
     log.waited = True
@@ -204,19 +223,9 @@ async def wait_for_sidecar(config: PlanConfig, env: Mapping[str, str], log: Side
 
 def should_quit(config: PlanConfig, log: SidecarLog) -> tuple[bool, str]:
     """Decide the quit at the end, with the reason (pure)."""
-    if config.quit_sidecar == "never":
-        return False, "not quitting the sidecar (--quit-sidecar never)"
-    if config.quit_sidecar == "always":
-        return True, ""
-    if not config.in_job:
-        return False, "not quitting the sidecar: not a Job (--job / NETDEBUG_IN_JOB=1)"
-    if log.mode == "native":
-        return False, "not quitting the sidecar: native sidecar (Kubernetes stops it)"
-    if log.mode == "none":
-        return False, "not quitting the sidecar: the pod has none"
-    if not log.detected:
-        return False, "not quitting the sidecar: none detected"
-    return True, ""
+    return sidecar.should_quit(
+        config.quit_sidecar, in_job=config.in_job, detected=log.detected, mode=log.mode
+    )
 
 
 async def quit_at_end(config: PlanConfig, log: SidecarLog) -> None:
@@ -264,7 +273,14 @@ def run_plan(
     probe_backend: Callable[[], ProbeBackend] = default_probe_backend,
 ) -> int:
     plan = load_plan(config, ctx.env)
-    prepared = prepare(plan, ctx.env, probe_backend)
+    # --proxy/--noproxy reach the probe steps as the prober's own environment variables (a step's
+    # `proxy:` still wins) and the http steps through prepare().
+    env = dict(ctx.env)
+    if config.proxy is not None:
+        env["NETDEBUG_PROXY"] = config.proxy
+    if config.noproxy is not None:
+        env["NETDEBUG_NOPROXY"] = config.noproxy
+    prepared = prepare(plan, env, probe_backend)
     html_report = prepare_report(config.report)
     log = SidecarLog()
     result = asyncio.run(run_with_sidecar(plan, prepared, config, ctx, probe_backend, log))

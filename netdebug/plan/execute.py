@@ -37,6 +37,7 @@ from netdebug.plan.model import (
     check_http,
 )
 from netdebug.probe.fingerprint import is_local_reply
+from netdebug.proxy import Proxy, ProxyError, select_proxy
 
 SEVERITY: tuple[ExitStatus, ...] = (
     ExitStatus.OK,
@@ -292,7 +293,7 @@ def snapshot_text(snapshot: object) -> str:
 
 # The plan owns the sidecar lifecycle: its probes neither wait for nor quit the sidecar themselves
 # (unless a step asks), and they never draw a live view of their own.
-PROBE_DEFAULTS: Mapping[str, object] = {"wait_sidecar": "no", "quit_sidecar": "no", "live": "no"}
+PROBE_DEFAULTS: Mapping[str, object] = {"wait_sidecar": "never", "quit_sidecar": "never", "live": "never"}
 
 
 @dataclass
@@ -302,6 +303,7 @@ class Prepared:
     probe_configs: dict[int, object] = field(default_factory=dict)
     ssl_contexts: dict[int, ssl.SSLContext] = field(default_factory=dict)
     http_verify: dict[int, ssl.SSLContext | bool] = field(default_factory=dict)
+    http_proxies: dict[int, Proxy] = field(default_factory=dict)
 
 
 def prepare(plan: Plan, env: Mapping[str, str], probe_backend: Callable[[], ProbeBackend]) -> Prepared:
@@ -318,13 +320,17 @@ def prepare(plan: Plan, env: Mapping[str, str], probe_backend: Callable[[], Prob
             elif isinstance(spec, TlsSpec):
                 options = diag.TlsOptions(spec.sni, spec.alpn, spec.insecure, spec.ca, spec.timeout)
                 prepared.ssl_contexts[step.number] = diag.make_ssl_context(options)
-            elif isinstance(spec, HttpSpec) and spec.url.startswith("https://"):
-                if spec.insecure:
-                    prepared.http_verify[step.number] = False
-                else:
-                    options = diag.TlsOptions(alpn=(), ca=spec.ca)
-                    prepared.http_verify[step.number] = diag.make_ssl_context(options)
-        except UsageError as exc:
+            elif isinstance(spec, HttpSpec):
+                proxy = select_proxy(spec.url, env, env.get("NETDEBUG_PROXY"), env.get("NETDEBUG_NOPROXY"))
+                if proxy is not None:
+                    prepared.http_proxies[step.number] = proxy
+                if spec.url.startswith("https://"):
+                    if spec.insecure:
+                        prepared.http_verify[step.number] = False
+                    else:
+                        options = diag.TlsOptions(alpn=(), ca=spec.ca)
+                        prepared.http_verify[step.number] = diag.make_ssl_context(options)
+        except (UsageError, ProxyError) as exc:
             raise PlanError(f"{plan.source}: {step.label}: field {step.kind}: {exc}") from None
     return prepared
 
@@ -356,40 +362,126 @@ class StepRunner:
         return Outcome(status, summary, () if status == ExitStatus.OK else (summary,), report.to_json())
 
     async def http(self, step: Step, spec: HttpSpec) -> Outcome:
-        import httpx
-
-        verify = self.prepared.http_verify.get(step.number, True)
-        started = time.perf_counter()
+        proxy = self.prepared.http_proxies.get(step.number)
         try:
-            async with httpx.AsyncClient(
-                http2=spec.http2, verify=verify, timeout=spec.timeout, trust_env=False
-            ) as client:
-                response = await client.request(
-                    spec.method, spec.url, headers=list(spec.headers), content=spec.body
-                )
-        except httpx.HTTPError as exc:
-            message = f"{spec.method} {spec.url}: {type(exc).__name__}: {exc or 'no detail'}"
-            return Outcome(ExitStatus.UNREACHABLE, message, (message,))
-        elapsed_ms = (time.perf_counter() - started) * 1000.0
-        headers = {k.lower(): v for k, v in response.headers.items()}
-        body = response.text
-        failures = tuple(check_http(spec.expect, response.status_code, headers, body))
-        local = is_local_reply(headers)
+            answer = await (self._http2(step, spec, proxy) if spec.http2 else self._http1(spec, proxy))
+        except HttpStepError as exc:
+            return Outcome(ExitStatus.UNREACHABLE, str(exc), (str(exc),))
+        failures = tuple(check_http(spec.expect, answer.status, answer.headers, answer.body))
+        local = is_local_reply(answer.headers)
         summary = (
-            f"{response.status_code} in {elapsed_ms:.1f} ms"
-            + (f", server {headers['server']}" if "server" in headers else "")
+            f"{answer.status} in {answer.elapsed_ms:.1f} ms"
+            + (f", server {answer.headers['server']}" if "server" in answer.headers else "")
             + (", Envoy local reply" if local else "")
+            + (f", via proxy {proxy.url}" if proxy is not None else "")
         )
         if failures:
             summary += "; " + "; ".join(failures)
         details: dict[str, object] = {
-            "status": response.status_code,
-            "http_version": response.http_version,
-            "elapsed_ms": round(elapsed_ms, 3),
+            "status": answer.status,
+            "http_version": answer.http_version,
+            "elapsed_ms": round(answer.elapsed_ms, 3),
+            "connect_ms": None if answer.connect_ms is None else round(answer.connect_ms, 3),
             "local_reply": local,
-            "headers": headers,
+            "headers": answer.headers,
+            "proxy": proxy.url if proxy is not None else None,
         }
         return Outcome(ExitStatus.MISMATCH if failures else ExitStatus.OK, summary, failures, details)
+
+    async def _http1(self, spec: HttpSpec, proxy: Proxy | None) -> HttpAnswer:
+        """HTTP/1.1 on the prober's own client. The connection (DNS, TCP, proxy tunnel, TLS) is opened
+        first and timed apart; the latency is the request on it, as the prober's keep-alive answers are."""
+        from netdebug.probe.attribution import By
+        from netdebug.probe.client import ClientOptions, classify_error, h1_client_for
+        from netdebug.probe.h1 import ResponseError
+        from netdebug.probe.resolve import Resolver
+
+        options = ClientOptions(
+            url=spec.url,
+            method=spec.method,
+            headers=tuple(spec.headers),
+            body=spec.body.encode("utf-8") if spec.body is not None else None,
+            http2=False,
+            insecure=spec.insecure,
+            cacert=spec.ca,
+            cert=None,
+            key=None,
+            timeout=spec.timeout,
+            new_connection=True,
+            resolve=(),
+            connect_to=(),
+            max_connections=1,
+            by=By("auto"),
+            proxy=proxy,
+        )
+        client = h1_client_for(options, Resolver(), all_headers=True)
+        try:
+            started = time.perf_counter()
+            await client.open()
+            opened = time.perf_counter()
+            response = await client.send()
+            done = time.perf_counter()
+        except (OSError, ResponseError, ValueError) as exc:
+            kind, detail = classify_error(exc)
+            raise HttpStepError(f"{spec.method} {spec.url}: {kind}: {detail}") from None
+        finally:
+            await client.aclose()
+        return HttpAnswer(
+            status=response.status,
+            headers=response.headers,
+            body=response.body.decode("utf-8", "replace"),
+            http_version=f"HTTP/{response.http_version}",
+            elapsed_ms=(done - opened) * 1000.0,
+            connect_ms=(opened - started) * 1000.0,
+        )
+
+    async def _http2(self, step: Step, spec: HttpSpec, proxy: Proxy | None) -> HttpAnswer:
+        """HTTP/2 through httpx, built before the clock starts (its SSL context and pool are set-up);
+        httpx connects inside the request, so the time includes the connection."""
+        import httpx
+
+        verify = self.prepared.http_verify.get(step.number, True)
+        proxy_arg = None
+        if proxy is not None:
+            auth = {"proxy-authorization": proxy.authorization} if proxy.authorization else None
+            proxy_arg = httpx.Proxy(proxy.url, headers=auth)
+        client = httpx.AsyncClient(
+            http2=True, verify=verify, timeout=spec.timeout, trust_env=False, proxy=proxy_arg
+        )
+        try:
+            started = time.perf_counter()
+            response = await client.request(
+                spec.method, spec.url, headers=list(spec.headers), content=spec.body
+            )
+            elapsed_ms = (time.perf_counter() - started) * 1000.0
+        except httpx.HTTPError as exc:
+            raise HttpStepError(
+                f"{spec.method} {spec.url}: {type(exc).__name__}: {exc or 'no detail'}"
+            ) from None
+        finally:
+            await client.aclose()
+        return HttpAnswer(
+            status=response.status_code,
+            headers={k.lower(): v for k, v in response.headers.items()},
+            body=response.text,
+            http_version=response.http_version,
+            elapsed_ms=elapsed_ms,
+            connect_ms=None,
+        )
+
+
+class HttpStepError(Exception):
+    """No answer (refused, timeout, DNS, TLS, proxy): the http step is unreachable."""
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    status: int
+    headers: Mapping[str, str]  # lower-case names
+    body: str
+    http_version: str
+    elapsed_ms: float  # the request (on an open connection for HTTP/1.1)
+    connect_ms: float | None  # the set-up: DNS, TCP, proxy tunnel, TLS (HTTP/1.1 only)
 
 
 def _diag_outcome(

@@ -8,10 +8,16 @@
 - `--resolve HOST:PORT:ADDR` / `--connect-to HOST:PORT:HOST2:PORT2` connect elsewhere while keeping
   the URL's host in the Host header and in TLS SNI/verification (httpcore's `sni_hostname`).
 - `--http2`: ALPN h2 over TLS; prior-knowledge h2c on http:// URLs.
+- Through an HTTP proxy (`--proxy`, or http_proxy/https_proxy/NO_PROXY as curl reads them; chosen by
+  netdebug/proxy.py): absolute-form requests for http://, CONNECT tunnels for https://, on both the
+  HTTP/1.1 client and httpx. `--resolve`/`--connect-to` then apply to the proxy's address: the proxy
+  resolves the target.
+- Names are resolved by `Resolver` (resolve.py): bounded by --timeout, never blocking Ctrl-C.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import ssl
 from collections.abc import Mapping
@@ -23,7 +29,9 @@ import orjson
 
 from netdebug.probe.attribution import MISSING, By, attribute
 from netdebug.probe.fingerprint import Kind, classify
-from netdebug.probe.h1 import H1Client, ResponseError, build_request
+from netdebug.probe.h1 import H1Client, ResponseError, Tunnel, TunnelRefused, build_request
+from netdebug.probe.resolve import Resolver
+from netdebug.proxy import Proxy
 
 # Response headers the classifiers read; the rest are not copied out of httpx's header list.
 _WANTED = frozenset(
@@ -101,7 +109,7 @@ def classify_error(exc: BaseException) -> tuple[str, str]:
         return "tls", detail or "TLS handshake failed"
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
         return "timeout", detail or "timed out"
-    if isinstance(exc, httpx.ConnectError | ConnectionRefusedError):
+    if isinstance(exc, httpx.ConnectError | httpx.ProxyError | ConnectionRefusedError | TunnelRefused):
         return "connect", detail or "connection refused"
     if isinstance(exc, httpx.RemoteProtocolError | httpx.LocalProtocolError | ResponseError):
         return "protocol", detail or "protocol error"
@@ -169,6 +177,7 @@ class ClientOptions:
     connect_to: tuple[tuple[str, int | None, str, int | None], ...]
     max_connections: int
     by: By
+    proxy: Proxy | None = None
 
 
 def ssl_context(options: ClientOptions) -> ssl.SSLContext:
@@ -192,43 +201,34 @@ class Prober:
 
     def __init__(self, options: ClientOptions, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self._by = options.by
-        target = resolve_target(options.url, options.resolve, options.connect_to)
+        self._timeout = options.timeout
+        self._resolver = Resolver()
+        proxy = options.proxy
+        # With a proxy, --resolve/--connect-to redirect the connection to the proxy (it resolves the target).
+        target = resolve_target(proxy.url if proxy else options.url, options.resolve, options.connect_to)
         self._h1: H1Client | None = None
         self.client: httpx.AsyncClient | None = None
         if transport is None and not options.http2:
-            url = httpx.URL(target.url)
-            https = url.scheme == "https"
-            original = httpx.URL(options.url)
-            default_port = 443 if https else 80
-            host = f"[{original.host}]" if ":" in original.host else original.host
-            port = original.port or default_port
-            host_header = target.host_header or (host if port == default_port else f"{host}:{port}")
-            path = url.raw_path.decode("ascii") or "/"
-            request = build_request(
-                options.method, path, host_header, options.headers, options.body, options.new_connection
-            )
-            self._h1 = H1Client(
-                url.host,
-                url.port or default_port,
-                request,
-                ssl_context=ssl_context(options) if https else None,
-                server_hostname=target.sni or url.host,
-                timeout=options.timeout,
-                new_connection=options.new_connection,
-                head_only=options.method == "HEAD",
-            )
+            self._h1 = h1_client_for(options, self._resolver)
             return
+        original = httpx.URL(options.url)
+        url = original if proxy else httpx.URL(target.url)
         headers = dict(options.headers)
-        if target.host_header and not any(k.lower() == "host" for k in headers):
-            headers["host"] = target.host_header
+        host_header = None if proxy else target.host_header
+        if host_header and not any(k.lower() == "host" for k in headers):
+            headers["host"] = host_header
         if options.new_connection:
             headers["connection"] = "close"
-        extensions: dict[str, Any] = {"sni_hostname": target.sni} if target.sni else {}
-        plain_h2 = options.http2 and target.url.startswith("http://")
+        sni = None if proxy else target.sni
+        plain_h2 = options.http2 and options.url.startswith("http://")
         limits = httpx.Limits(
             max_connections=options.max_connections,
             max_keepalive_connections=0 if options.new_connection else options.max_connections,
         )
+        proxy_arg: httpx.Proxy | None = None
+        if proxy is not None:
+            proxy_headers = {"proxy-authorization": proxy.authorization} if proxy.authorization else None
+            proxy_arg = httpx.Proxy(httpx.URL(target.url), headers=proxy_headers)
         self.client = httpx.AsyncClient(
             http1=not plain_h2,
             http2=options.http2,
@@ -238,14 +238,39 @@ class Prober:
             follow_redirects=False,
             trust_env=False,
             transport=transport,
+            proxy=proxy_arg,
         )
+        # Without a proxy or an injected transport, the name is resolved here (bounded, Ctrl-C-safe)
+        # and httpx connects to the address, with the name kept in Host and TLS SNI.
+        self._lookup: tuple[str, int] | None = None
+        if transport is None and proxy is None and literal_host(url.host) is None:
+            self._lookup = (url.host, url.port or (443 if url.scheme == "https" else 80))
+        self._url = url
+        self._sni = sni or (url.host if url.scheme == "https" else None)
         self._request_args: dict[str, Any] = {
             "method": options.method,
-            "url": target.url,
+            "url": url,
             "headers": headers,
             "content": options.body,
-            "extensions": extensions,
+            "extensions": {"sni_hostname": sni} if sni else {},
         }
+
+    async def _httpx_args(self) -> dict[str, Any]:
+        """The request's arguments, with the URL's host resolved to an address when it is a name."""
+        if self._lookup is None:
+            return self._request_args
+        host, port = self._lookup
+        addresses = await self._resolver.resolve(host, port, within=self._timeout)
+        address = addresses[0][1][0]
+        args = dict(self._request_args)
+        args["url"] = self._url.copy_with(host=address)
+        headers = dict(args["headers"])
+        if not any(k.lower() == "host" for k in headers):
+            headers["host"] = self._url.netloc.decode("ascii")
+        args["headers"] = headers
+        if self._sni:
+            args["extensions"] = {**args["extensions"], "sni_hostname": self._sni}
+        return args
 
     async def __call__(self, index: int) -> Sample:
         if self._h1 is not None:
@@ -258,11 +283,11 @@ class Prober:
             )
         assert self.client is not None
         try:
-            request = self.client.build_request(**self._request_args)
+            request = self.client.build_request(**await self._httpx_args())
             response = await self.client.send(request)
         except httpx.HTTPError as exc:
             return error_sample(exc)
-        except OSError as exc:  # defensive: raw socket errors that escaped httpcore
+        except OSError as exc:  # name resolution, and raw socket errors that escaped httpcore
             return error_sample(exc)
         raw = response.headers.raw
         headers = {k.lower().decode("latin-1"): v.decode("latin-1") for k, v in raw if k.lower() in _WANTED}
@@ -273,3 +298,51 @@ class Prober:
             await self._h1.aclose()
         if self.client is not None:
             await self.client.aclose()
+
+
+def h1_client_for(options: ClientOptions, resolver: Resolver, *, all_headers: bool = False) -> H1Client:
+    """The HTTP/1.1 client for these options: straight to the server (after --resolve/--connect-to),
+    or through the proxy (absolute-form requests for http://, a CONNECT tunnel for https://)."""
+    proxy = options.proxy
+    target = resolve_target(proxy.url if proxy else options.url, options.resolve, options.connect_to)
+    original = httpx.URL(options.url)
+    https = original.scheme == "https"
+    default_port = 443 if https else 80
+    host = f"[{original.host}]" if ":" in original.host else original.host
+    port = original.port or default_port
+    authority = host if port == default_port else f"{host}:{port}"
+    connect = httpx.URL(target.url)
+    path = original.raw_path.decode("ascii") or "/"
+    headers = options.headers
+    tunnel: Tunnel | None = None
+    if proxy is not None and https:
+        tunnel = Tunnel(original.host, port, proxy.authorization)
+    elif proxy is not None:
+        path = f"http://{authority}{path}"  # absolute form: the proxy forwards it
+        if proxy.authorization:
+            headers = (*headers, ("proxy-authorization", proxy.authorization))
+    else:
+        path = connect.raw_path.decode("ascii") or "/"
+    host_header = authority if proxy else (target.host_header or authority)
+    request = build_request(options.method, path, host_header, headers, options.body, options.new_connection)
+    return H1Client(
+        connect.host,
+        connect.port or (80 if proxy else default_port),
+        request,
+        ssl_context=ssl_context(options) if https else None,
+        server_hostname=original.host if proxy else (target.sni or connect.host),
+        timeout=options.timeout,
+        new_connection=options.new_connection,
+        head_only=options.method == "HEAD",
+        resolver=resolver,
+        tunnel=tunnel,
+        all_headers=all_headers,
+    )
+
+
+def literal_host(host: str) -> str | None:
+    """The host when it is an IP address literal, else None."""
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return None

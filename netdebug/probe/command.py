@@ -65,7 +65,7 @@ def probe_config_from_mapping(options: Mapping[str, object], env: Mapping[str, s
         raise UsageError(f"unknown probe option(s): {', '.join(unknown)}")
     values = dict(options)
     # Plans run unattended: no live view unless asked for.
-    values.setdefault("live", "no")
+    values.setdefault("live", "never")
     return build_probe_config(values, env)
 
 
@@ -87,6 +87,7 @@ def _client_options(config: ProbeConfig) -> ClientOptions:
         connect_to=config.connect_to,
         max_connections=max(1, in_flight),
         by=config.by,
+        proxy=config.proxy,
     )
 
 
@@ -114,9 +115,10 @@ async def run_probe(
     notes: Callable[[str], None] | None = None,
 ) -> ProbeReport:
     """Run one probe and judge it. `halt` set (Ctrl-C) -> partial report with exit status 130."""
-    if config.wait_sidecar != "no" and transport is None:
-        present = config.wait_sidecar == "yes" or await sidecar.detect(config.sidecar)
-        if present:
+    if config.wait_sidecar != "never" and transport is None:
+        detected = await sidecar.detect(config.sidecar)
+        mode = sidecar.mode_from_file(config.pod_annotations_file)
+        if sidecar.should_wait(config.wait_sidecar, detected, mode):
             ready = await sidecar.wait_ready(config.sidecar, config.sidecar_timeout)
             if notes is not None:
                 notes(
@@ -202,6 +204,9 @@ async def run_probe(
 # CLI edge
 
 
+POLICY_CHOICES = "{auto,always,never}"
+
+
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.description = (
         "Send paced requests to URL, tally which version answered, test the split against --expect, "
@@ -209,53 +214,104 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         "be set by NETDEBUG_<FLAG> (e.g. NETDEBUG_RPS=20); a flag wins over the environment."
     )
     a = parser.add_argument
-    a("url", nargs="?", metavar="URL", help="target, e.g. http://echo-service/echo (env NETDEBUG_URL)")
+    a(
+        "url",
+        nargs="?",
+        metavar="URL",
+        help="target, e.g. http://echo-service/echo (env NETDEBUG_URL; required)",
+    )
     load = parser.add_argument_group("load")
     load.add_argument("-n", "--requests", type=str, help="stop after N requests (default 500 unless -d)")
-    load.add_argument("-d", "--duration", type=str, help="stop after this long: 10, 10s, 2m, 500ms")
+    load.add_argument(
+        "-d", "--duration", type=str, help="stop after this long: 10, 10s, 2m, 500ms (default none)"
+    )
     load.add_argument("--rps", type=str, help="open model: requests per second, fractional ok (default 50)")
-    load.add_argument("--poisson", action="store_const", const=True, help="Poisson arrivals at --rps")
-    load.add_argument("--seed", type=str, help="random seed for --poisson")
-    load.add_argument("-c", "--concurrency", type=str, help="closed model: N requests back to back")
-    load.add_argument("--max-in-flight", type=str, help="open model: drop (and count) beyond this (1000)")
+    load.add_argument(
+        "--poisson", action="store_const", const=True, help="Poisson arrivals at --rps (default off)"
+    )
+    load.add_argument("--seed", type=str, help="random seed for --poisson (default random)")
+    load.add_argument(
+        "-c", "--concurrency", type=str, help="closed model: N requests back to back (default off)"
+    )
+    load.add_argument(
+        "--max-in-flight", type=str, help="open model: drop (and count) beyond this (default 1000)"
+    )
     req = parser.add_argument_group("request")
-    req.add_argument("-X", "--method", type=str, help="HTTP method (GET; POST with --data)")
-    req.add_argument("--data", type=str, help="request body")
+    req.add_argument("-X", "--method", type=str, help="HTTP method (default GET; POST with --data)")
+    req.add_argument("--data", type=str, help="request body (default none)")
     req.add_argument(
         "-H",
         "--header",
         dest="headers",
         action="append",
         metavar="'NAME: VALUE'",
-        help="extra header, repeatable (e.g. -H 'host: echo.local')",
+        help="extra header, repeatable (e.g. -H 'host: echo.local'; default: host, user-agent, accept)",
     )
     req.add_argument(
-        "--http2", action="store_const", const=True, help="HTTP/2 (ALPN h2; h2c prior knowledge on http://)"
+        "--http2",
+        action="store_const",
+        const=True,
+        help="HTTP/2: ALPN h2, h2c prior knowledge on http:// (default HTTP/1.1)",
     )
     req.add_argument(
-        "-k", "--insecure", action="store_const", const=True, help="do not verify the server certificate"
+        "-k",
+        "--insecure",
+        action="store_const",
+        const=True,
+        help="do not verify the server certificate (default: verify)",
     )
-    req.add_argument("--cacert", type=str, help="CA bundle to verify the server")
-    req.add_argument("--cert", type=str, help="client certificate (PEM; may include the key)")
-    req.add_argument("--key", type=str, help="client key (PEM)")
-    req.add_argument("--timeout", type=str, help="per request (default 5s)")
+    req.add_argument("--cacert", type=str, help="CA bundle to verify the server (default the system's)")
+    req.add_argument("--cert", type=str, help="client certificate (PEM; may include the key; default none)")
+    req.add_argument("--key", type=str, help="client key (PEM; default: in --cert)")
+    req.add_argument("--timeout", type=str, help="per request, name resolution included (default 5s)")
     req.add_argument(
         "--new-connection",
         action="store_const",
         const=True,
-        help="a new connection per request (kube-proxy balances per connection)",
+        help="a new connection per request (kube-proxy balances per connection; default keep-alive)",
     )
-    req.add_argument("--resolve", action="append", metavar="HOST:PORT:ADDR", help="connect HOST:PORT to ADDR")
-    req.add_argument("--connect-to", action="append", metavar="H1:P1:H2:P2", help="connect H1:P1 to H2:P2")
+    req.add_argument(
+        "--resolve",
+        action="append",
+        metavar="HOST:PORT:ADDR",
+        help="connect HOST:PORT to ADDR, as curl (repeatable; default: DNS)",
+    )
+    req.add_argument(
+        "--connect-to",
+        action="append",
+        metavar="H1:P1:H2:P2",
+        help="connect H1:P1 to H2:P2, as curl (repeatable; default: the URL's)",
+    )
+    req.add_argument(
+        "--proxy",
+        type=str,
+        metavar="URL",
+        help="HTTP proxy, e.g. http://127.0.0.1:15001 ('' = none). Default: http_proxy for http://, "
+        "https_proxy/HTTPS_PROXY for https://, then all_proxy/ALL_PROXY, as curl (not HTTP_PROXY)",
+    )
+    req.add_argument(
+        "--noproxy",
+        type=str,
+        metavar="LIST",
+        help="hosts/domains/IPs/CIDRs that bypass the proxy, '*' for all (default no_proxy/NO_PROXY)",
+    )
     verdict = parser.add_argument_group("verdict")
-    verdict.add_argument("--expect", type=str, help="expected relative weights, e.g. v1=75,v2=25")
+    verdict.add_argument(
+        "--expect", type=str, help="expected relative weights, e.g. v1=75,v2=25 (default none)"
+    )
     verdict.add_argument(
         "--expect-from",
         type=str,
-        metavar="YAML",
-        help="weights of the VirtualService/HTTPRoute rule matching the URL's host and path",
+        metavar="YAML|DIR",
+        help="weights of the VirtualService/HTTPRoute rule matching the URL's host and path, from a YAML "
+        "file, a directory of them, or a kustomization (rendered with kubectl kustomize; default none)",
     )
-    verdict.add_argument("--by", type=str, help="attribution: header:NAME | json:PATH | regex:PATTERN | pod")
+    verdict.add_argument(
+        "--by",
+        type=str,
+        help="attribution: header:NAME | json:PATH | regex:PATTERN | pod "
+        "(default x-echo-version, else the echo JSON's pod.version)",
+    )
     verdict.add_argument("--tolerance", type=str, help="allowed deviation in percentage points (default 5)")
     verdict.add_argument(
         "--alpha", type=str, help="fail when the chi-square p-value is below (default 0.001)"
@@ -265,7 +321,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         "--early-stop",
         action="store_const",
         const=True,
-        help="stop at a tenth-of-n look once pass/fail is clear (sequentially valid)",
+        help="stop at a tenth-of-n look once pass/fail is clear (sequentially valid; default off)",
     )
     verdict.add_argument(
         "--max-error-rate", type=str, help="exit 4 above this failed fraction (default 0.05)"
@@ -274,18 +330,43 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         "--require-path",
         action="append",
         metavar="KIND",
-        help=f"fail unless every upstream answer took this path: {', '.join(KINDS)}",
+        help=f"fail unless every upstream answer took this path: {', '.join(KINDS)} (default any)",
     )
     out = parser.add_argument_group("output")
-    out.add_argument("-o", "--output", type=str, help="text (default) or json")
-    out.add_argument("--output-requests", type=str, metavar="FILE", help="one JSON line per request")
-    out.add_argument("--live", type=str, help="live view: auto (on a terminal), yes, no")
-    out.add_argument("--report", type=str, metavar="FILE.html", help="also write the HTML traffic picture")
-    side = parser.add_argument_group("sidecar")
-    side.add_argument("--wait-sidecar", type=str, help="auto (when detected), yes, no")
+    out.add_argument("-o", "--output", type=str, metavar="{text,json}", help="report format (default text)")
+    out.add_argument(
+        "--output-requests", type=str, metavar="FILE", help="one JSON line per request (default none)"
+    )
+    out.add_argument(
+        "--live",
+        type=str,
+        metavar=POLICY_CHOICES,
+        help="live view: auto = on a terminal with text output (default auto)",
+    )
+    out.add_argument(
+        "--report", type=str, metavar="FILE.html", help="also write the HTML traffic picture (default none)"
+    )
+    side = parser.add_argument_group("sidecar (yes/no are deprecated spellings of always/never)")
+    side.add_argument(
+        "--wait-sidecar",
+        type=str,
+        metavar=POLICY_CHOICES,
+        help="wait for the sidecar before the first request: auto = when one answers or the pod's "
+        "annotations say it is injected (default auto)",
+    )
     side.add_argument("--sidecar-timeout", type=str, help="wait this long for the sidecar (default 60s)")
     side.add_argument(
-        "--quit-sidecar", type=str, help="POST quitquitquit at the end: yes, no (default), auto"
+        "--quit-sidecar",
+        type=str,
+        metavar=POLICY_CHOICES,
+        help="POST quitquitquit at the end: auto = in a Job (--job), when a sidecar was seen and it is "
+        "not a native sidecar (default auto)",
+    )
+    side.add_argument(
+        "--job",
+        action="store_const",
+        const=True,
+        help="we run as a Kubernetes Job: enables the auto quit (env NETDEBUG_IN_JOB=1; default off)",
     )
 
 
@@ -308,7 +389,7 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     config = build_probe_config(_values(args), ctx.env)
-    live = config.live == "yes" or (config.live == "auto" and ctx.out_is_tty and config.output == "text")
+    live = config.live == "always" or (config.live == "auto" and ctx.out_is_tty and config.output == "text")
     html_report = prepare_report(config.report)
     requests_file: IO[bytes] | None = None
     if config.output_requests:
@@ -329,14 +410,29 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         render_rich(report, ctx.out)
     else:
         render_text(report, ctx.out)
-    if report.exit_status == ExitStatus.UNREACHABLE and report.message:
+    # Once per reader: a text report on a terminal already shows the error; otherwise (JSON, or a
+    # report going to a file or a pipe) one line on stderr says why the exit code is 4.
+    shown = ctx.out_is_tty and config.output == "text"
+    if report.exit_status == ExitStatus.UNREACHABLE and report.message and not shown:
         ctx.err.write(f"netdebug probe: {report.message}\n")
     write_report(html_report, report.to_json(), ctx.err, "probe")
-    if config.quit_sidecar == "yes" or (
-        config.quit_sidecar == "auto" and _run_quietly(sidecar.detect(config.sidecar))
-    ):
-        ctx.err.write(_run_quietly(sidecar.quit_sidecar(config.sidecar)) + "\n")
+    _quit_at_end(config, ctx)
     return int(report.exit_status)
+
+
+def _quit_at_end(config: ProbeConfig, ctx: Context) -> None:
+    """--quit-sidecar, as `netdebug plan` decides it. It never changes the exit code."""
+    mode = sidecar.mode_from_file(config.pod_annotations_file)
+    detected = False
+    if config.quit_sidecar == "auto" and config.in_job and mode != "native":
+        detected = _run_quietly(sidecar.detect(config.sidecar))
+    decision, reason = sidecar.should_quit(
+        config.quit_sidecar, in_job=config.in_job, detected=detected, mode=mode
+    )
+    if decision:
+        ctx.err.write(_run_quietly(sidecar.quit_sidecar(config.sidecar)) + "\n")
+    elif config.in_job:
+        ctx.err.write(reason + "\n")
 
 
 def _run_quietly(coro: Any) -> Any:

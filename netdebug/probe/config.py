@@ -1,6 +1,7 @@
 """`ProbeConfig`: the one frozen, validated configuration of `netdebug probe`, built from flag values
-(or a plan's mapping) and the environment: flag > env (`NETDEBUG_*`) > default. Pure: the only file it
-reads is `--expect-from`, through an injected reader.
+(or a plan's mapping) and the environment: flag > env (`NETDEBUG_*`) > default. Pure: the only input it
+reads is `--expect-from` (a file, a directory, or a kustomization rendered by kubectl), through an
+injected reader.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ from typing import Literal, cast, get_args
 from urllib.parse import urlsplit
 
 from netdebug.context import UsageError
+from netdebug.k8s.documents import ManifestError
+from netdebug.k8s.load import read_manifest_text
 from netdebug.probe.attribution import By, parse_by
 from netdebug.probe.fingerprint import KINDS
 from netdebug.probe.stats import normalise_weights
 from netdebug.probe.weights import parse_weights, weights_from_mapping, weights_from_routes
-from netdebug.sidecar import SidecarEndpoints
+from netdebug.proxy import Proxy, ProxyError, select_proxy
+from netdebug.sidecar import Policy, SidecarEndpoints, in_job_from_env, parse_policy
 
 OutputFormat = Literal["text", "json"]
-SidecarMode = Literal["auto", "yes", "no"]
 
 DEFAULT_REQUESTS = 500
 DEFAULT_RPS = 50.0
@@ -47,6 +50,8 @@ ENV_VARS: dict[str, str] = {
     "new_connection": "NETDEBUG_NEW_CONNECTION",
     "resolve": "NETDEBUG_RESOLVE",
     "connect_to": "NETDEBUG_CONNECT_TO",
+    "proxy": "NETDEBUG_PROXY",
+    "noproxy": "NETDEBUG_NOPROXY",
     "by": "NETDEBUG_BY",
     "expect": "NETDEBUG_EXPECT",
     "expect_from": "NETDEBUG_EXPECT_FROM",
@@ -88,6 +93,7 @@ class ProbeConfig:
     new_connection: bool = False
     resolve: tuple[tuple[str, int, str], ...] = ()
     connect_to: tuple[tuple[str, int | None, str, int | None], ...] = ()
+    proxy: Proxy | None = None  # chosen as curl chooses (netdebug/proxy.py)
     by: By = field(default_factory=lambda: By("auto"))
     expected: tuple[tuple[str, float], ...] | None = None  # percentages summing to 100
     expect_source: str | None = None
@@ -99,13 +105,15 @@ class ProbeConfig:
     require_path: tuple[str, ...] = ()
     output: OutputFormat = "text"
     output_requests: str | None = None
-    wait_sidecar: SidecarMode = "auto"
+    wait_sidecar: Policy = "auto"
     sidecar_timeout: float = 60.0
-    quit_sidecar: SidecarMode = "no"
+    quit_sidecar: Policy = "auto"
+    in_job: bool = False  # --job / NETDEBUG_IN_JOB: the auto quit applies
     seed: int | None = None
-    live: SidecarMode = "auto"
+    live: Policy = "auto"
     report: str | None = None  # --report FILE.html: the HTML picture (netdebug/picture/)
     sidecar: SidecarEndpoints = field(default_factory=SidecarEndpoints)
+    pod_annotations_file: str | None = None  # Downward API annotations: classic or native sidecar
 
     @property
     def expected_map(self) -> dict[str, float] | None:
@@ -188,10 +196,14 @@ def _duration(text: str) -> float:
     return float(m.group(1)) * scale
 
 
-def _mode(
-    name: str, values: Mapping[str, object], env: Mapping[str, str], default: SidecarMode
-) -> SidecarMode:
-    return cast(SidecarMode, _choice(name, values, env, get_args(SidecarMode), default))
+def _policy(name: str, values: Mapping[str, object], env: Mapping[str, str]) -> Policy:
+    value, src = _raw(name, values, env)
+    if value is None:
+        return "auto"
+    try:
+        return parse_policy(value, src)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _choice(
@@ -200,12 +212,7 @@ def _choice(
     value, src = _raw(name, values, env)
     if value is None:
         return default
-    if isinstance(value, bool):
-        value = "yes" if value else "no"
     text = str(value).strip().lower()
-    aliases = {"true": "yes", "1": "yes", "on": "yes", "false": "no", "0": "no", "off": "no"}
-    if "yes" in choices:
-        text = aliases.get(text, text)
     if text not in choices:
         raise UsageError(f"{src}: '{value}' is not one of {', '.join(choices)}")
     return text
@@ -279,7 +286,7 @@ def _expected(
     env: Mapping[str, str],
     url: str,
     host_header: str | None,
-    read_file: Callable[[str], str],
+    read_source: Callable[[str], str],
 ) -> tuple[tuple[tuple[str, float], ...] | None, str | None]:
     expect, src = _raw("expect", values, env)
     expect_from, src_from = _raw("expect_from", values, env)
@@ -295,9 +302,11 @@ def _expected(
         elif expect_from is not None:
             path = str(expect_from)
             try:
-                text = read_file(path)
+                text = read_source(path)
             except OSError as exc:
                 raise UsageError(f"{src_from}: cannot read {path}: {exc.strerror or exc}") from None
+            except ManifestError as exc:
+                raise UsageError(f"{src_from}: {exc}") from None
             weights = weights_from_routes(text, url, host_header)
             source = path
         else:
@@ -311,7 +320,7 @@ def _expected(
 def build_probe_config(
     values: Mapping[str, object],
     env: Mapping[str, str],
-    read_file: Callable[[str], str] = lambda p: Path(p).read_text(encoding="utf-8"),
+    read_source: Callable[[str], str] = read_manifest_text,
 ) -> ProbeConfig:
     """Validate everything once; raises UsageError with a one-line message."""
     url_value, _ = _raw("url", values, env)
@@ -343,7 +352,7 @@ def build_probe_config(
 
     headers = _headers(values, env)
     host_header = next((v for k, v in headers if k.lower() == "host"), None)
-    expected, expect_source = _expected(values, env, url, host_header, read_file)
+    expected, expect_source = _expected(values, env, url, host_header, read_source)
 
     data, _ = _raw("data", values, env)
     method_value, _ = _raw("method", values, env)
@@ -386,6 +395,18 @@ def build_probe_config(
     if early_stop and requests is None:
         raise UsageError("--early-stop needs -n/--requests (the looks are planned over it)")
 
+    explicit_proxy, _ = _raw("proxy", values, env)
+    noproxy, _ = _raw("noproxy", values, env)
+    try:
+        proxy = select_proxy(
+            url,
+            env,
+            None if explicit_proxy is None else str(explicit_proxy),
+            None if noproxy is None else str(noproxy),
+        )
+    except ProxyError as exc:
+        raise UsageError(str(exc)) from None
+
     return ProbeConfig(
         url=url,
         method=method,
@@ -406,6 +427,7 @@ def build_probe_config(
         new_connection=_bool("new_connection", values, env, False),
         resolve=_resolve_entries(values, env),
         connect_to=_connect_to_entries(values, env),
+        proxy=proxy,
         by=by,
         expected=expected,
         expect_source=expect_source,
@@ -421,11 +443,13 @@ def build_probe_config(
         require_path=require,
         output=output,
         output_requests=str(output_requests) if output_requests is not None else None,
-        wait_sidecar=_mode("wait_sidecar", values, env, "auto"),
+        wait_sidecar=_policy("wait_sidecar", values, env),
         sidecar_timeout=float(_number("sidecar_timeout", values, env, kind=_duration, low=0) or 60.0),
-        quit_sidecar=_mode("quit_sidecar", values, env, "no"),
+        quit_sidecar=_policy("quit_sidecar", values, env),
+        in_job=bool(values.get("job")) or in_job_from_env(env),
         seed=int(seed) if seed is not None else None,
-        live=_mode("live", values, env, "auto"),
+        live=_policy("live", values, env),
         report=str(r) if (r := _raw("report", values, env)[0]) else None,
         sidecar=SidecarEndpoints.from_env(env),
+        pod_annotations_file=env.get("NETDEBUG_POD_ANNOTATIONS_FILE") or None,
     )

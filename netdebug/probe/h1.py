@@ -9,14 +9,22 @@ reads, and keeps idle connections in a LIFO list. httpx stays in use for HTTP/2.
 
 Scope (deliberately small): one request at a time per connection, Content-Length, chunked, or
 read-until-close bodies, 1xx interim answers skipped, keep-alive unless the server says close.
+
+Through an HTTP proxy: for http:// URLs the caller builds an absolute-form request (`GET http://host/path`)
+and the connection goes to the proxy; for https:// URLs each new connection first asks the proxy for
+a tunnel (`CONNECT host:port`), then starts TLS inside it. Names are resolved by `Resolver` (bounded by
+the request timeout, see resolve.py), never by the event loop's blocking executor.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from dataclasses import dataclass
 from typing import cast
+
+from netdebug.probe.resolve import Address, Resolver
 
 MAX_HEAD = 64 * 1024
 # Response headers copied out (lower-case); everything else is skipped while parsing.
@@ -38,6 +46,26 @@ class ResponseError(Exception):
     """The server broke HTTP/1.1 framing or closed the connection mid-answer."""
 
 
+class TunnelRefused(ConnectionError):
+    """The proxy answered CONNECT with something other than 2xx."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tunnel:
+    """CONNECT through an HTTP proxy: the target's host and port, and the proxy's credentials."""
+
+    host: str
+    port: int
+    authorization: str | None = None
+
+    def request(self) -> bytes:
+        authority = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        lines = [f"CONNECT {authority} HTTP/1.1", f"host: {authority}"]
+        if self.authorization:
+            lines.append(f"proxy-authorization: {self.authorization}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
 @dataclass(frozen=True, slots=True)
 class Response:
     status: int
@@ -50,8 +78,11 @@ _LENGTH, _CHUNKED, _UNTIL_CLOSE, _NONE = range(4)
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, head_only: bool) -> None:
+    def __init__(self, head_only: bool, all_headers: bool = False) -> None:
+        self.all_headers = all_headers  # keep every header (a plan's http step), not only WANTED
         self.transport: asyncio.Transport | None = None
+        # Inside a CONNECT tunnel: the proxy connection that carries `transport` (the TLS one).
+        self.tunnel_transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.waiter: asyncio.Future[Response] | None = None
         self.closed = False
@@ -109,6 +140,10 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.close()
+        if self.tunnel_transport is not None:
+            # The TLS layer would close it only after a close_notify exchange the prober does not need
+            # (and that would outlive the event loop).
+            self.tunnel_transport.close()
 
     def _fail(self, exc: Exception) -> None:
         if self.waiter is not None and not self.waiter.done():
@@ -143,8 +178,11 @@ class _Connection(asyncio.Protocol):
             for line in lines[1:]:
                 name, _, value = line.partition(b":")
                 key = name.strip().lower()
-                if key in WANTED:
-                    headers[key.decode("latin-1")] = value.strip().decode("latin-1")
+                if key in WANTED or self.all_headers:
+                    field, text = key.decode("latin-1"), value.strip().decode("latin-1")
+                    # Repeated fields are joined (RFC 9110 §5.3) for the full view; the prober keeps the last.
+                    joined = self.all_headers and field in headers
+                    headers[field] = f"{headers[field]}, {text}" if joined else text
             self.status = status
             self.version = parts[0][5:].decode("latin-1")
             conn = headers.get("connection", "").lower()
@@ -197,7 +235,11 @@ class _Connection(asyncio.Protocol):
 
 
 class H1Client:
-    """Sends one prebuilt request again and again; pools keep-alive connections (LIFO)."""
+    """Sends one prebuilt request again and again; pools keep-alive connections (LIFO).
+
+    `host`/`port` is where connections go: the server, or the HTTP proxy (then `tunnel` is set for
+    https:// targets, and http:// requests must be in absolute form).
+    """
 
     def __init__(
         self,
@@ -210,6 +252,9 @@ class H1Client:
         timeout: float,
         new_connection: bool,
         head_only: bool = False,
+        resolver: Resolver | None = None,
+        tunnel: Tunnel | None = None,
+        all_headers: bool = False,
     ) -> None:
         self._host = host
         self._port = port
@@ -219,23 +264,83 @@ class H1Client:
         self._timeout = timeout
         self._new_connection = new_connection
         self._head_only = head_only
+        self._resolver = resolver or Resolver()
+        self._tunnel = tunnel
+        self._all_headers = all_headers
         self._idle: list[_Connection] = []
         self._all: set[_Connection] = set()
 
-    async def _connect(self) -> _Connection:
+    async def _connect(self, addresses: list[Address]) -> _Connection:
         loop = asyncio.get_running_loop()
-        _, protocol = await loop.create_connection(
-            lambda: _Connection(self._head_only),
-            self._host,
-            self._port,
-            ssl=self._ssl,
-            server_hostname=self._server_hostname,
-        )
+        sock: socket.socket | None = None
+        error: OSError | None = None
+        for family, sockaddr in addresses:  # in the resolver's order, as curl and browsers try them
+            candidate = socket.socket(family, socket.SOCK_STREAM)
+            candidate.setblocking(False)
+            try:
+                await loop.sock_connect(candidate, sockaddr)
+            except OSError as exc:
+                candidate.close()
+                error = exc
+                continue
+            except BaseException:
+                candidate.close()
+                raise
+            sock = candidate
+            break
+        if sock is None:
+            raise error or OSError(f"no address for {self._host}")
+        direct_tls = self._ssl if self._tunnel is None else None
+        try:
+            _, protocol = await loop.create_connection(
+                lambda: _Connection(self._head_only, self._all_headers),
+                sock=sock,
+                ssl=direct_tls,
+                server_hostname=self._server_hostname if direct_tls is not None else None,
+            )
+        except BaseException:
+            sock.close()
+            raise
         self._all.add(protocol)
+        if self._tunnel is not None:
+            try:
+                await self._open_tunnel(protocol, self._tunnel)
+            except BaseException:
+                protocol.close()
+                self._all.discard(protocol)
+                raise
         return protocol
 
+    async def _open_tunnel(self, conn: _Connection, tunnel: Tunnel) -> None:
+        """CONNECT, then TLS to the target inside the tunnel (https:// through an HTTP proxy)."""
+        conn.head_only = True  # a 2xx answer to CONNECT has no body: the tunnel follows
+        answer = await conn.request(tunnel.request())
+        conn.head_only = self._head_only
+        if not 200 <= answer.status < 300:
+            target = f"{tunnel.host}:{tunnel.port}"
+            raise TunnelRefused(f"proxy {self._host}:{self._port} refused CONNECT {target}: {answer.status}")
+        if self._ssl is not None:
+            assert conn.transport is not None
+            transport = await asyncio.get_running_loop().start_tls(
+                conn.transport, conn, self._ssl, server_hostname=self._server_hostname
+            )
+            if transport is None:
+                raise ResponseError("the proxy closed the tunnel during the TLS handshake")
+            conn.tunnel_transport, conn.transport = conn.transport, transport
+
+    async def open(self) -> None:
+        """Resolve and connect (tunnel and TLS included) ahead of `send`, which then finds the connection
+        idle: a caller can time the set-up and the request apart."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        addresses = await self._resolver.resolve(self._host, self._port, within=self._timeout)
+        async with asyncio.timeout_at(deadline):
+            self._idle.append(await self._connect(addresses))
+
     async def send(self) -> Response:
-        async with asyncio.timeout(self._timeout):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        async with asyncio.timeout_at(deadline):
             while self._idle:
                 conn = self._idle.pop()
                 if conn.closed:
@@ -249,7 +354,12 @@ class H1Client:
                     if conn.received_any:
                         raise
                     break
-            return await self._exchange(await self._connect())
+        # A new connection. The look-up has the rest of the request's time, and running out of it
+        # there is a DNS failure (socket.gaierror), not a timeout of the server.
+        remaining = max(0.0, deadline - loop.time())
+        addresses = await self._resolver.resolve(self._host, self._port, within=remaining)
+        async with asyncio.timeout_at(deadline):
+            return await self._exchange(await self._connect(addresses))
 
     async def _exchange(self, conn: _Connection) -> Response:
         try:

@@ -6,6 +6,7 @@ Aggregation and verdict are pure; rendering writes to the stream it is given.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 from collections import Counter
@@ -20,6 +21,7 @@ from netdebug.probe.client import Sample
 from netdebug.probe.config import ProbeConfig
 from netdebug.probe.fingerprint import KINDS, UNROUTED_KINDS
 from netdebug.probe.runner import RunOutcome, Timing
+from netdebug.probe.samplesize import Advice, pass_probability, required_requests
 from netdebug.probe.stats import SplitJudgement, judge, percentile
 from netdebug.probe.traffic import TrafficSummary, TrafficTally
 
@@ -156,10 +158,38 @@ class ProbeReport:
     alpha: float
     message: str | None  # the one-line explanation for exit 4 and for unusual endings
     traffic: TrafficSummary | None = None  # additive JSON fields for the picture (probe/traffic.py)
+    # When inconclusive: how many answers an on-target split needs (samplesize.py), and how often it
+    # would pass with as many answers as this run counted.
+    advice: Advice | None = None
+    pass_probability: float | None = None
+    proxy: str | None = None  # the HTTP proxy the requests went through, and where it came from
 
     @property
     def local_replies(self) -> int:
         return self.fingerprints.get("local-reply", 0)
+
+    def advice_line(self) -> str | None:
+        """What the sample-size advice means for this run, in one line (None when there is none)."""
+        advice = self.advice
+        if advice is None:
+            return None
+        power = f"{advice.power:.0%}"
+        counted = sum(self.counts.values())
+        now = (
+            f"; with this run's {counted} answers, {self.pass_probability:.0%}"
+            if self.pass_probability is not None
+            else ""
+        )
+        if advice.requests is None:
+            return (
+                f"no number of requests makes an on-target split pass {power} of the time at alpha "
+                f"{self.alpha:g} (at most {advice.ceiling:.1%}): lower --alpha"
+            )
+        bound = "" if advice.exact else " (at least: a conservative bound)"
+        line = f"an on-target split passes {power} of the time{bound} from {advice.requests} answers on"
+        if advice.requests <= counted:
+            return line + f"; this run counted {counted}: the split may be off target, or re-run"
+        return line + now
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -186,6 +216,8 @@ class ProbeReport:
             "tolerance_pct": self.tolerance,
             "alpha": self.alpha,
             "needed_requests": self.judgement.needed_requests,
+            "needed_power": self.advice.power if self.advice is not None else None,
+            "pass_probability": (None if self.pass_probability is None else round(self.pass_probability, 4)),
             "reasons": list(self.reasons),
             "fingerprints": self.fingerprints,
             "mtls": {"answers": self.mtls, "identities": self.identities},
@@ -205,6 +237,7 @@ class ProbeReport:
             "message": self.message,
             "warnings": list(self.warnings),
             **(self.traffic.to_json() if self.traffic is not None else {}),
+            "proxy": self.proxy,
         }
 
     def summary_line(self) -> str:
@@ -221,8 +254,9 @@ class ProbeReport:
             parts.append(f"paths: {paths}")
         if self.errors:
             parts.append("errors: " + ", ".join(f"{k} {n}" for k, n in self.errors.items()))
-        if self.judgement.needed_requests:
-            parts.append(f"you need about {self.judgement.needed_requests} requests")
+        needed = self.judgement.needed_requests
+        if needed and needed > sum(self.counts.values()):
+            parts.append(f"you need about {needed} requests")
         if self.message:
             parts.append(self.message)
         return "; ".join(parts)
@@ -290,6 +324,20 @@ def build_report(config: ProbeConfig, tally: Tally, outcome: RunOutcome, looks: 
             f"{tally.errors['no-version']} 2xx answers named no version: {tally.error_details['no-version']}"
         )
 
+    advice: Advice | None = None
+    now: float | None = None
+    if verdict == "inconclusive" and expected is not None:
+        tol, alpha, confidence = config.tolerance, config.alpha, config.confidence
+        advice = required_requests(
+            expected, tolerance_pct=tol, alpha=alpha, confidence=confidence, looks=looks
+        )
+        counted = sum(tally.counts.values())
+        if counted:
+            now = pass_probability(
+                counted, expected, tolerance_pct=tol, alpha=alpha, confidence=confidence, looks=looks
+            )
+        judgement = dataclasses.replace(judgement, needed_requests=advice.requests)
+
     failed = tally.failed(include_no_version=expected is not None)
     error_rate = failed / outcome.launched if outcome.launched else 1.0
     message: str | None = None
@@ -350,6 +398,9 @@ def build_report(config: ProbeConfig, tally: Tally, outcome: RunOutcome, looks: 
         alpha=config.alpha,
         message=message,
         traffic=tally.traffic.summary(config),
+        advice=advice,
+        pass_probability=now,
+        proxy=config.proxy.describe() if config.proxy is not None else None,
     )
 
 
@@ -365,6 +416,8 @@ def render_text(report: ProbeReport, out: TextIO) -> None:
         f"requests {report.requests} (launched {report.launched}, dropped {report.dropped}) in "
         f"{report.elapsed_s:.2f}s, {report.achieved_rps:.1f} req/s\n"
     )
+    if report.proxy:
+        w(f"proxy: {report.proxy}\n")
     if report.judgement.versions:
         w(f"{'version':<16} {'count':>7} {'observed':>9} {'expected':>9} {'95% interval':>17}\n")
         for v in report.judgement.versions:
@@ -405,13 +458,24 @@ def render_text(report: ProbeReport, out: TextIO) -> None:
     if report.stopped_early:
         w("stopped early: the verdict was already clear (sequential looks, Bonferroni-spent alpha)\n")
     line = f"verdict: {report.verdict.upper()}"
-    if report.judgement.needed_requests:
-        line += (
-            f" — you need about {report.judgement.needed_requests} requests for ±{report.tolerance:g} points"
-        )
+    needed = report.judgement.needed_requests
+    if needed and needed > sum(report.counts.values()):
+        line += f" — you need about {needed} requests for ±{report.tolerance:g} points"
     w(line + f" (exit {int(report.exit_status)})\n")
+    advice = report.advice_line()
+    if advice:
+        w(f"  {advice}\n")
     if report.message:
-        w(f"{report.message}\n")
+        w(f"{_without_details(report.message, report.error_details)}\n")
+
+
+def _without_details(message: str, details: Mapping[str, str]) -> str:
+    """The message without the error detail the `errors:` lines above already show (once is enough)."""
+    for kind, detail in details.items():
+        suffix = f"; {kind}: {detail}"
+        if message.endswith(suffix):
+            return message[: -len(suffix)]
+    return message
 
 
 def render_rich(report: ProbeReport, out: TextIO) -> None:
@@ -475,18 +539,38 @@ def request_line(timing: Timing, sample: Sample) -> bytes:
     return orjson.dumps(doc) + b"\n"
 
 
+BAR_WIDTH = 40
+# Bars must read without colour (NO_COLOR, a monochrome terminal, a screen reader's text): filled and
+# empty cells differ by shape, and the expected share is a mark of its own.
+UNICODE_CELLS = ("█", "░", "┃")
+ASCII_CELLS = ("#", ".", "|")
+
+
+def text_bar(
+    pct: float, width: int = BAR_WIDTH, expected: float | None = None, ascii_only: bool = False
+) -> str:
+    """A bar `width` cells long, `pct` of them filled; the cell of `expected` (percent) is marked."""
+    full, empty, mark = ASCII_CELLS if ascii_only else UNICODE_CELLS
+    filled = round(min(max(pct, 0.0), 100.0) / 100.0 * width)
+    cells = [full] * filled + [empty] * (width - filled)
+    if expected is not None:
+        cells[min(width - 1, int(min(max(expected, 0.0), 100.0) / 100.0 * width))] = mark
+    return "".join(cells)
+
+
 def live_view(get: Callable[[], ProbeSnapshot | None]) -> Any:
     """A rich renderable built from the latest snapshot at refresh time (4 Hz), not per request."""
-    from rich.console import Group
-    from rich.progress_bar import ProgressBar
+    from rich.console import Console, ConsoleOptions, Group, RenderResult
     from rich.table import Table
     from rich.text import Text
 
     class _View:
-        def __rich__(self) -> Any:
+        def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
             snap = get()
             if snap is None:
-                return Text("starting…")
+                yield Text("starting…" if console.encoding.startswith("utf") else "starting...")
+                return
+            ascii_only = not console.encoding.startswith("utf")
             head = Text(
                 f"{snap.done}"
                 + (f"/{snap.planned}" if snap.planned else "")
@@ -497,20 +581,17 @@ def live_view(get: Callable[[], ProbeSnapshot | None]) -> Any:
             grid = Table.grid(padding=(0, 1))
             if snap.planned:
                 done_pct = 100.0 * snap.done / snap.planned
-                grid.add_row(
-                    "progress", ProgressBar(total=100, completed=done_pct, width=40), f"{done_pct:5.1f}%", ""
-                )
+                bar = Text(text_bar(done_pct, ascii_only=ascii_only), style="cyan")
+                grid.add_row("progress", bar, f"{done_pct:5.1f}%", "")
             names = list(snap.expected or {}) + sorted(set(snap.counts) - set(snap.expected or {}))
             for name in names:
                 n = snap.counts.get(name, 0)
                 pct = 100.0 * n / total if total else 0.0
                 exp = (snap.expected or {}).get(name)
-                grid.add_row(
-                    name,
-                    ProgressBar(total=100, completed=pct, width=40),
-                    f"{pct:5.1f}%",
-                    "" if exp is None else f"(expected {exp:.1f}%)",
+                bar = Text(
+                    text_bar(pct, expected=exp, ascii_only=ascii_only), style="green" if exp else "red"
                 )
-            return Group(head, grid)
+                grid.add_row(name, bar, f"{pct:5.1f}%", "" if exp is None else f"(expected {exp:.1f}%)")
+            yield Group(head, grid)
 
     return _View()

@@ -8,7 +8,8 @@ Invariants:
     fail          chi-square p < alpha, or some version's (1 - alpha) Wilson interval lies wholly
                   outside expected ± tolerance, or an answer came from a version that was not expected;
     pass          every version's `confidence` Wilson interval lies within expected ± tolerance;
-    inconclusive  anything else, with the planner's "you need about N requests".
+    inconclusive  anything else. "You need about N requests" comes from netdebug/probe/samplesize.py,
+                  which computes, under this very rule, how many answers an on-target split needs.
   The fail side uses the alpha-level interval so that "fail" is a rejection at level alpha (as the
   chi-square test is), while "pass" is an equivalence claim at the confidence level.
 - Sequential early stop: `looks` pre-planned interim looks share alpha and 1 - confidence equally
@@ -36,6 +37,32 @@ def z_for_confidence(confidence: float) -> float:
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     return NormalDist().inv_cdf(0.5 + confidence / 2.0)
+
+
+@dataclass(frozen=True, slots=True)
+class LookLevels:
+    """The thresholds of one look: chi-square alpha and the two interval z values."""
+
+    alpha: float  # chi-square alarm level of this look
+    z_pass: float  # interval that must lie within the band for "pass"
+    z_fail: float  # interval that must lie wholly outside the band for "fail"
+
+
+def look_levels(alpha: float, confidence: float, looks: int = 1) -> LookLevels:
+    """Bonferroni spending over `looks` planned looks: alpha/looks and (1 - confidence)/looks each."""
+    if looks < 1:
+        raise ValueError("looks must be >= 1")
+    alpha_look = alpha / looks
+    return LookLevels(
+        alpha=alpha_look,
+        z_pass=z_for_confidence(1.0 - (1.0 - confidence) / looks),
+        z_fail=z_for_confidence(1.0 - alpha_look),
+    )
+
+
+def within_band(low_pct: float, high_pct: float, expected_pct: float, tolerance_pct: float) -> bool:
+    """The pass test of one version: its interval lies within expected ± tolerance (points)."""
+    return low_pct >= expected_pct - tolerance_pct and high_pct <= expected_pct + tolerance_pct
 
 
 def wilson_interval(successes: int, trials: int, z: float) -> tuple[float, float]:
@@ -123,21 +150,35 @@ def chi_square_gof(observed: Sequence[int], expected_probs: Sequence[float]) -> 
     dof = len(observed) - 1
     if n == 0 or dof == 0:
         return ChiSquare(0.0, max(dof, 0), 1.0)
+    stat = chi_square_statistic(observed, expected_probs, n, total_p)
+    return ChiSquare(stat, dof, chi2_sf(stat, dof))
+
+
+def chi_square_statistic(
+    observed: Sequence[int], expected_probs: Sequence[float], n: int, total_p: float
+) -> float:
+    """Pearson's statistic Σ (o − e)² / e, with e = n·p/Σp (inputs checked by chi_square_gof)."""
     stat = 0.0
     for o, p in zip(observed, expected_probs, strict=True):
         e = n * p / total_p
         stat += (o - e) * (o - e) / e
-    return ChiSquare(stat, dof, chi2_sf(stat, dof))
+    return stat
 
 
-def planned_sample_size(p: float, tolerance: float, z: float) -> int:
-    """Requests for a Wilson half-width of about `tolerance` at proportion p: (z·√(p(1−p))/tol)²."""
-    if tolerance <= 0:
-        raise ValueError("tolerance must be > 0")
-    p = min(max(p, 0.0), 1.0)
-    # A floor on p(1-p): at p = 0 or 1 the normal formula says 0, the Wilson interval does not.
-    variance = max(p * (1.0 - p), 0.25 / 100.0)
-    return math.ceil((z * math.sqrt(variance) / tolerance) ** 2)
+def chi2_critical(alpha: float, dof: int) -> float:
+    """The largest statistic whose chi2_sf p-value is still >= alpha (bisection on chi2_sf itself,
+    so "p >= alpha" and "statistic <= chi2_critical(alpha)" agree with this module's p-values)."""
+    if not 0.0 < alpha < 1.0 or dof < 1:
+        raise ValueError("alpha must be in (0, 1) and dof >= 1")
+    lo, hi = 0.0, 1.0
+    while chi2_sf(hi, dof) >= alpha:
+        lo, hi = hi, hi * 2.0
+    for _ in range(200):
+        mid = (lo + hi) / 2.0
+        if mid in (lo, hi):
+            break
+        lo, hi = (mid, hi) if chi2_sf(mid, dof) >= alpha else (lo, mid)
+    return lo
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -191,11 +232,8 @@ def judge(
     looks: int = 1,
 ) -> SplitJudgement:
     """The split verdict; see the module header for the rule. `looks` > 1 spends alpha over looks."""
-    if looks < 1:
-        raise ValueError("looks must be >= 1")
-    alpha_look = alpha / looks
-    z_pass = z_for_confidence(1.0 - (1.0 - confidence) / looks)
-    z_fail = z_for_confidence(1.0 - alpha_look)
+    levels = look_levels(alpha, confidence, looks)
+    alpha_look, z_pass, z_fail = levels.alpha, levels.z_pass, levels.z_fail
     n = sum(counts.values())
     names = list(expected_pct) if expected_pct else []
     names += sorted(v for v in counts if v not in (expected_pct or {}))
@@ -254,32 +292,15 @@ def judge(
         return SplitJudgement("fail", tuple(versions), p_value, None, tuple(reasons), unexpected)
 
     if all(
-        v.expected_pct is not None
-        and v.ci_low_pct >= v.expected_pct - tol
-        and v.ci_high_pct <= v.expected_pct + tol
+        v.expected_pct is not None and within_band(v.ci_low_pct, v.ci_high_pct, v.expected_pct, tol)
         for v in versions
     ):
         return SplitJudgement("pass", tuple(versions), p_value, None, (), ())
 
-    needed = _needed_requests(versions, tol, z_pass)
     widest = max(versions, key=lambda v: v.ci_high_pct - v.ci_low_pct)
     reason = (
         f"intervals too wide for ±{tol:g} points (e.g. {widest.version}: "
         f"{widest.ci_low_pct:.1f}–{widest.ci_high_pct:.1f}%)"
     )
-    return SplitJudgement("inconclusive", tuple(versions), p_value, max(needed, n + 1), (reason,), ())
-
-
-def _needed_requests(versions: Sequence[VersionResult], tolerance_pct: float, z: float) -> int:
-    """Planner: the half-width must fit between the observed share and the edge of the band.
-
-    When the observed share sits off-centre the margin left is tol − |observed − expected|; it is
-    floored at tol / 4 so a share near the edge gives a large but finite figure.
-    """
-    worst = 0
-    for v in versions:
-        if v.expected_pct is None:
-            continue
-        margin = max(tolerance_pct - abs(v.observed_pct - v.expected_pct), tolerance_pct / 4.0)
-        worst = max(worst, planned_sample_size(v.observed_pct / 100.0, margin / 100.0, z))
-    return worst
+    # How many answers would do is computed once per report (samplesize.py), not at every look.
+    return SplitJudgement("inconclusive", tuple(versions), p_value, None, (reason,), ())

@@ -33,6 +33,7 @@ AMBIENT_OBJECTS = {
 NETDEBUG_OBJECTS = {
     ("ServiceAccount", "netdebug"),
     ("Job", "netdebug-plan"),
+    ("Job", "netdebug-gateway"),
     ("NetworkPolicy", "netdebug-deny-ingress"),
     ("ConfigMap", "netdebug-plan"),  # plus kustomize's content hash suffix
 }

@@ -346,13 +346,14 @@ def test_gateway_api_routing(docs_of: Callable[[str], list[Doc]]) -> None:
     assert mesh["spec"]["parentRefs"] == [
         {"group": "", "kind": "Service", "name": "echo-service", "port": 80}
     ]
-    split, catch_all = mesh["spec"]["rules"]
+    # /echo only, as the Istio stage's VirtualService: other paths get the caller's sidecar's 404 there
+    # too, so the netdebug plan holds on both stages.
+    (split,) = mesh["spec"]["rules"]
     ingress = _doc(docs, "HTTPRoute", "echo-ingress")
     assert ingress["spec"]["hostnames"] == ["echo.local"]
     for rule in (split, ingress["spec"]["rules"][0]):
         assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/echo"}}]
         assert [(b["name"], b["weight"]) for b in rule["backendRefs"]] == [("echo-v1", 75), ("echo-v2", 25)]
-    assert catch_all["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}]
     for version in ("v1", "v2"):
         service = _doc(docs, "Service", f"echo-{version}")
         assert service["spec"]["selector"] == {"app": "echo", "version": version}
@@ -422,38 +423,58 @@ def test_ambient_netdebug_job(docs_of: Callable[[str], list[Doc]]) -> None:
     assert plan["vars"]["gateway"] == f"http://{service}.echo.svc.cluster.local"
 
 
-@pytest.mark.parametrize("relative", ["netdebug", "netdebug-ambient"])
-def test_shipped_plans_validate(relative: str, docs_of: Callable[[str], list[Doc]]) -> None:
+@pytest.mark.parametrize(
+    ("relative", "file", "probes"),
+    [
+        ("netdebug", "plan.yaml", 1),  # the mesh split (the gateway's is the gateway Job's)
+        ("netdebug", "gateway-plan.yaml", 1),
+        ("netdebug-ambient", "plan.yaml", 2),  # no client sidecar: the gateway is probed from inside too
+        ("netdebug-ambient", "gateway-plan.yaml", 1),
+    ],
+)
+def test_shipped_plans_validate(
+    relative: str, file: str, probes: int, docs_of: Callable[[str], list[Doc]]
+) -> None:
     # Everything `netdebug plan` checks before it runs a step, probe options included.
     (config_map,) = [d for d in docs_of(relative) if d["kind"] == "ConfigMap"]
-    plan = parse_plan(config_map["data"]["plan.yaml"], f"k8s/{relative}/plan.yaml")
+    plan = parse_plan(config_map["data"][file], f"k8s/{relative}/{file}")
     prepared = prepare(plan, {}, default_probe_backend)
-    assert len(prepared.probe_configs) == 2
+    assert len(prepared.probe_configs) == probes
 
 
-def test_netdebug_job(docs_of: Callable[[str], list[Doc]]) -> None:
+def test_netdebug_jobs(docs_of: Callable[[str], list[Doc]]) -> None:
     docs = docs_of("netdebug")
-    job = _doc(docs, "Job", "netdebug-plan")
-    spec, pod = job["spec"], job["spec"]["template"]["spec"]
-    assert spec["backoffLimit"] >= 0
-    assert spec["ttlSecondsAfterFinished"] > 0
-    assert spec["activeDeadlineSeconds"] > 0
-    assert pod["restartPolicy"] == "Never"
-    assert pod["serviceAccountName"] == "netdebug"
-    (container,) = pod["containers"]
-    assert container["image"] == "meshecho/netdebug:0.1.0"
-    assert [*container["command"], *container["args"]] == ["netdebug", "plan", "/etc/netdebug/plan.yaml"]
-    volumes = {v["name"]: v for v in pod["volumes"]}
-    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     (config_map,) = [d for d in docs if d["kind"] == "ConfigMap"]
-    assert volumes[mounts["/etc/netdebug"]]["configMap"]["name"] == name_of(config_map)
-    assert "plan.yaml" in config_map["data"]
-    env = {e["name"]: e.get("value") for e in container["env"]}
-    # The plan quits a classic sidecar at the end only when it knows it runs in a Job.
-    assert env["NETDEBUG_IN_JOB"] == "1"
-    annotations_file = Path(env["NETDEBUG_POD_ANNOTATIONS_FILE"])
-    downward = volumes[mounts[str(annotations_file.parent)]]["downwardAPI"]["items"]
-    assert {"path": annotations_file.name, "fieldRef": {"fieldPath": "metadata.annotations"}} in downward
+    assert {"plan.yaml", "gateway-plan.yaml"} <= set(config_map["data"])
+    for name, plan, meshed in (
+        ("netdebug-plan", "plan.yaml", True),
+        ("netdebug-gateway", "gateway-plan.yaml", False),
+    ):
+        job = _doc(docs, "Job", name)
+        spec, pod = job["spec"], job["spec"]["template"]["spec"]
+        assert spec["backoffLimit"] >= 0
+        assert spec["ttlSecondsAfterFinished"] > 0
+        assert spec["activeDeadlineSeconds"] > 0
+        assert pod["restartPolicy"] == "Never"
+        assert pod["serviceAccountName"] == "netdebug"
+        (container,) = pod["containers"]
+        assert container["image"] == "meshecho/netdebug:0.1.0"
+        assert [*container["command"], *container["args"]] == ["netdebug", "plan", f"/etc/netdebug/{plan}"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert volumes[mounts["/etc/netdebug"]]["configMap"]["name"] == name_of(config_map)
+        labels = job["spec"]["template"]["metadata"]["labels"]
+        # The gateway is checked from outside the mesh: a sidecar would route echo.local itself.
+        assert labels.get("sidecar.istio.io/inject") == (None if meshed else "false")
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        if not meshed:
+            assert "NETDEBUG_IN_JOB" not in env  # no sidecar to quit
+            continue
+        # The plan quits a classic sidecar at the end only when it knows it runs in a Job.
+        assert env["NETDEBUG_IN_JOB"] == "1"
+        annotations_file = Path(env["NETDEBUG_POD_ANNOTATIONS_FILE"])
+        downward = volumes[mounts[str(annotations_file.parent)]]["downwardAPI"]["items"]
+        assert {"path": annotations_file.name, "fieldRef": {"fieldPath": "metadata.annotations"}} in downward
 
 
 def _from(tmp_path: Path, relative: str) -> str:
@@ -482,15 +503,14 @@ def test_gateway_api_component_points_the_plan_at_its_gateway(
         f"components: [{_from(tmp_path, 'components/netdebug-gateway-api')}]\n",
         encoding="utf-8",
     )
-    job = _doc(load_documents(render_kustomize(tmp_path, kubectl=kubectl)), "Job", "netdebug-plan")
+    job = _doc(load_documents(render_kustomize(tmp_path, kubectl=kubectl)), "Job", "netdebug-gateway")
     env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
-    # The plan's `gateway` variable, overridden by env; the Service is `<Gateway>-<class>`.
+    # The gateway plan's `gateway` variable, overridden by env; the Service is `<Gateway>-<class>`.
     (config_map,) = [d for d in docs_of("netdebug") if d["kind"] == "ConfigMap"]
-    assert "gateway" in yaml.safe_load(config_map["data"]["plan.yaml"])["vars"]
+    assert "gateway" in yaml.safe_load(config_map["data"]["gateway-plan.yaml"])["vars"]
     gateway = _doc(docs_of("overlays/gateway-api"), "Gateway", "echo-gateway")
     service = f"{name_of(gateway)}-{gateway['spec']['gatewayClassName']}"
     assert env["NETDEBUG_VAR_GATEWAY"] == f"http://{service}.echo.svc.cluster.local"
-    assert env["NETDEBUG_IN_JOB"] == "1"
 
 
 def test_images_can_be_pinned_by_the_images_transformer(kubectl: str, tmp_path: Path) -> None:
@@ -513,4 +533,5 @@ def test_images_can_be_pinned_by_the_images_transformer(kubectl: str, tmp_path: 
         "echo-v1": [f"registry.invalid/meshecho/echo@{digest}"],
         "echo-v2": [f"registry.invalid/meshecho/echo@{digest}"],
         "netdebug-plan": ["meshecho/netdebug:9.9.9"],
+        "netdebug-gateway": ["meshecho/netdebug:9.9.9"],
     }

@@ -13,9 +13,11 @@ from netdebug.k8s.load import parse_documents
 from netdebug.mesh.command import build_config
 from netdebug.mesh.orchestrate import (
     DEFAULT_OVERLAY,
+    SUMMARY_WIDTH,
     MeshUpConfig,
     cross_reference_warnings,
     default_source,
+    fit,
     summary_lines,
 )
 from netdebug.mesh.translate.versions import NEWEST, IstioVersion
@@ -185,14 +187,18 @@ def test_summary_lines() -> None:
     lines = summary_lines(state)
     assert "  try: curl -H 'Host: echo.local' http://127.0.0.1:1/echo" in lines
     assert "  try: http_proxy=http://127.0.0.1:2 curl http://a.b.svc.cluster.local/echo" in lines
+    p1 = lines.index("pod p1  version v1")
     assert (
-        "pod p1  version v1  echo http://127.0.0.1:3 (direct: bypasses the mesh)"
-        "  sidecar https://127.0.0.1:4 (mTLS)"
-    ) in lines
-    assert (
-        "pod p2  version v2  echo http://127.0.0.1:5  NO SIDECAR (pod label sidecar.istio.io/inject: false):"
+        lines[p1 + 1]
+        == "  echo http://127.0.0.1:3 (direct: bypasses the mesh)  sidecar https://127.0.0.1:4 (mTLS)"
+    )
+    p2 = lines.index("pod p2  version v2")
+    # Wrapped at 100 columns, at spaces.
+    assert " ".join(line.strip() for line in lines[p2 + 1 : p2 + 3]) == (
+        "echo http://127.0.0.1:5  NO SIDECAR (pod label sidecar.istio.io/inject: false):"
         " callers reach it directly, in plain text"
-    ) in lines
+    )
+    assert all(len(line) <= 100 for line in lines)
     assert lines[-1] == "started 2 processes in 1.50s (Istio 1.23 behaviour)"
 
 
@@ -205,3 +211,56 @@ def test_cross_reference_findings_become_warnings() -> None:
     assert any(
         w.startswith("check: DestinationRule echo/echo-service") and "IST0173" in w for w in warnings
     ), warnings
+
+
+def test_summary_fits_100_columns_with_real_names() -> None:
+    fqdn = "echo-service-with-a-long-name.namespace-with-a-long-name.svc.cluster.local"
+    state = {
+        "gateway": {
+            "url": "http://127.0.0.1:41234",
+            "host": "echo.local",
+            "identity": "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account",
+        },
+        "client_sidecar": {
+            "url": "http://127.0.0.1:41235",
+            "identity": "spiffe://cluster.local/ns/echo/sa/netdebug",
+            "hosts": [fqdn],
+        },
+        "pods": [
+            {
+                "name": "echo-v1-j9kdtfzr64-rbnn6",
+                "version": "v1",
+                "echo_url": "http://127.0.0.1:40001",
+                "sidecar_url": "https://127.0.0.1:40002",
+            }
+        ],
+        "logs": "/tmp/netdebug-mesh-abcdefgh/logs",
+        "logs_kept": False,
+        "pids": [1, 2, 3],
+        "startup_seconds": 2.1,
+    }
+    lines = summary_lines(state)
+    assert max(len(line) for line in lines) <= SUMMARY_WIDTH, lines
+    # The wrapped command still pastes: each broken part ends with a shell continuation.
+    start = next(i for i, line in enumerate(lines) if line.startswith("  try: http_proxy="))
+    assert lines[start].endswith(" \\")
+    assert f"http://{fqdn}/echo" in lines[start + 1]
+    assert "logs            /tmp/netdebug-mesh-abcdefgh/logs" in "\n".join(lines)
+    assert "removed on exit; keep them with --logs DIR" in "\n".join(lines)
+
+
+def test_fit_leaves_short_lines_and_breaks_long_ones_at_spaces() -> None:
+    assert fit("short") == ["short"]
+    words = " ".join(["word"] * 40)
+    parts = fit(f"netdebug mesh: warning: {words}")
+    assert all(len(p) <= SUMMARY_WIDTH for p in parts)
+    assert " ".join(p.strip() for p in parts) == f"netdebug mesh: warning: {words}"
+
+
+def test_logs_option(tmp_path: Path) -> None:
+    config = _config(["d", "--logs", str(tmp_path / "logs")])
+    assert config.logs_dir == (tmp_path / "logs").resolve()
+    assert _config(["d"]).logs_dir is None
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UsageError, match="exists and is not a directory"):
+        _config(["d", "--logs", str(tmp_path / "file")])

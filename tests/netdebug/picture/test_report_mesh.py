@@ -21,8 +21,6 @@ from tests.netdebug.plan.test_plan_e2e import local_mesh  # noqa: F401 - the fix
 
 pytestmark = [pytest.mark.envoy, pytest.mark.slow, pytest.mark.timeout(300)]
 
-GATEWAY_ID = "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
-
 
 def probe_with_report(url: str, page: Path, *args: str) -> dict[str, Any]:
     out, err = io.StringIO(), io.StringIO()
@@ -40,8 +38,12 @@ def test_gateway_and_bypass_pages_of_a_real_mesh(local_mesh: dict[str, Any], tmp
     nodes, edges = graph_of(parse(page.read_text()))
     path = next(n for n in nodes.values() if n.role == "path")
     assert path.label == "gateway"
-    assert path.lines[1:] == ("mTLS 100% as", "sa/istio-ingressgateway-", "service-account")
-    assert doc["mtls"]["identities"] == {GATEWAY_ID: 400}
+    # The gateway's identity: istio-ingressgateway-service-account on the Istio API stage,
+    # echo-gateway-istio (the Deployment istiod makes for the Gateway) on the Gateway API stage.
+    gateway_id = local_mesh["gateway"]["identity"]
+    assert path.lines[1] == "mTLS 100% as"
+    assert "".join(path.lines[2:]) == "sa/" + gateway_id.rpartition("/sa/")[2]
+    assert doc["mtls"]["identities"] == {gateway_id: 400}
     hop = next(e for e in edges if e.source == path.id)
     assert (hop.target, hop.count, hop.mtls) == ("service", 400, 400)
     shares = {nodes[e.target].label: e.share for e in edges if e.source == "service"}

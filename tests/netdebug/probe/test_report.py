@@ -9,6 +9,7 @@ from netdebug.context import ExitStatus
 from netdebug.probe.client import Sample
 from netdebug.probe.config import ProbeConfig
 from netdebug.probe.report import (
+    BAR_WIDTH,
     ProbeSnapshot,
     Tally,
     build_report,
@@ -17,6 +18,7 @@ from netdebug.probe.report import (
     render_rich,
     render_text,
     request_line,
+    text_bar,
 )
 from netdebug.probe.runner import RunOutcome, Timing
 
@@ -225,3 +227,53 @@ def test_live_view_renders_the_latest_snapshot() -> None:
     assert "errors 2  local replies 1  non-2xx 1" in out
     assert "75.0% (expected 75.0%)" in out
     assert "v3" in out
+
+
+def test_live_bars_differ_by_shape_without_colour() -> None:
+    """0% and 100% must not look alike on a monochrome terminal (NO_COLOR, a screen reader's text)."""
+    from rich.console import Console
+
+    snap = ProbeSnapshot(
+        done=10,
+        planned=10,
+        elapsed=1.0,
+        counts={"v1": 10},
+        expected={"v1": 50.0, "v2": 50.0},
+        errors=0,
+        local_replies=0,
+        non_2xx=0,
+        rate=10.0,
+    )
+
+    class Terminal(io.StringIO):
+        def __init__(self, encoding: str) -> None:
+            super().__init__()
+            self.terminal_encoding = encoding
+
+        @property
+        def encoding(self) -> str:  # type: ignore[override]
+            return self.terminal_encoding
+
+    for encoding, full, empty, mark in (("utf-8", "█", "░", "┃"), ("ascii", "#", ".", "|")):
+        buffer = Terminal(encoding)
+        console = Console(file=buffer, width=120, color_system=None, no_color=True)
+        console.print(live_view(lambda: snap))
+        lines = {line.split()[0]: line for line in buffer.getvalue().splitlines() if line.strip()}
+        assert "\x1b[" not in buffer.getvalue()  # no colour at all, and still readable:
+        half = BAR_WIDTH // 2
+        assert full * half + mark + full * (half - 1) in lines["v1"]  # 100%, mark at 50%
+        assert empty * half + mark + empty * (half - 1) in lines["v2"]  # 0%, mark at 50%
+        assert full * BAR_WIDTH in lines["progress"]
+
+
+@pytest.mark.parametrize(
+    ("pct", "expected", "bar"),
+    [
+        pytest.param(0.0, None, "░" * 10, id="empty"),
+        pytest.param(100.0, None, "█" * 10, id="full"),
+        pytest.param(75.0, 75.0, "█" * 7 + "┃" + "░" * 2, id="on-target"),
+        pytest.param(30.0, 100.0, "█" * 3 + "░" * 6 + "┃", id="mark-at-the-end"),
+    ],
+)
+def test_text_bar(pct: float, expected: float | None, bar: str) -> None:
+    assert text_bar(pct, width=10, expected=expected) == bar
