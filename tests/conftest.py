@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -13,6 +15,27 @@ from tests.procs import tool
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+# Names under the special-use domains of RFC 6761 (.invalid, .test, .example) never resolve, and the
+# suite uses them to test what happens when a name does not. Asking the system resolver would send a
+# query to the machine's name server, and the suite's traffic stays on loopback: in this process
+# they fail the way the resolver fails for a name that does not exist, without a query.
+# (Tests that need such a name to resolve bring their own resolver, or a proxy that knows it.)
+NEVER_RESOLVES = (".invalid", ".test", ".example")
+
+
+@pytest.fixture(autouse=True)
+def no_dns_for_special_use_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else host
+        if isinstance(name, str) and name.rstrip(".").lower().endswith(NEVER_RESOLVES):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
 # Rendered k8s/ stages, for the shipped-manifest tests (tests/k8s) and the manifest model's tests
