@@ -166,6 +166,9 @@ def test_mesh_info_empty() -> None:
     assert mesh_info({}) == {
         "sidecar": False,
         "evidence": [],
+        "hop": "none",
+        "hop_evidence": [],
+        "dataplane": None,
         "request_id": None,
         "trace": None,
         "attempt": None,
