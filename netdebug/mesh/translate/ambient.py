@@ -14,17 +14,8 @@ What each piece stands in for (Istio 1.30; docs/ambient.md cites the code):
     naming the Service and port, as ztunnel sends it); any other Service goes straight to one of
     its pods, picked at random per connection, over mTLS with the caller's identity, so
     keep-alive connections stick to one pod and no route (weights included) is applied.
-* **a waypoint** per Gateway of class `istio-waypoint` that a Service uses (`istio.io/use-waypoint`
-  on the Service or its namespace, binding accepted): it terminates HBONE (listener
-  `connect_terminate`) and hands each Service port to an internal listener, where an inbound HTTP
-  connection manager applies the Service's HTTPRoutes (parentRef: the Service) or the default route
-  (listener_waypoint.go). Like Istio's, it generates `x-request-id`, sets `x-forwarded-proto` (http:
-  the inner connection is plain text), appends no `x-forwarded-for`, removes any XFCC (unless the
-  Gateway or its class has `ambient.istio.io/xfcc-include-client-identity: "true"`: then
-  `By=<waypoint>;URI=<source workload>`), consumes and does not forward `x-envoy-decorator-operation`
-  (an inbound listener), sets no attempt count, and answers `server: istio-envoy` with
-  `x-envoy-upstream-service-time`. It reaches the pods at their ztunnel inbound listeners, over mTLS
-  with its own identity.
+* **waypoints** (translate/waypoint.py): one per Gateway of class `istio-waypoint` that a Service
+  uses (`istio.io/use-waypoint` on the Service or its namespace, binding accepted).
 
 Addresses: the pods see their caller's pod IP; locally each origin has a 127/8 address
 (`CALLER_ADDRESS`, `GATEWAY_ADDRESS`, one per waypoint from `WAYPOINT_ADDRESS_BASE`), bound as the
@@ -44,12 +35,8 @@ from netdebug.k8s.hosts import namespace_domain
 from netdebug.k8s.index import Index
 from netdebug.k8s.inventory import Identity, Inventory, Pod, Service, ServicePort
 from netdebug.mesh.translate.envoy import (
-    clusters_for,
     envoy_bootstrap,
     envoy_listener,
-    http_connection_manager,
-    inbound_retry_policy,
-    referenced_clusters,
     source_bind,
     upstream_cluster,
     with_client_tls,
@@ -74,17 +61,17 @@ GATEWAY_ADDRESS = "127.0.10.2"
 WAYPOINT_ADDRESS_BASE = ipaddress.ip_address("127.0.10.3")
 
 _TCP_PROXY = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
-_HCM = "envoy.filters.network.http_connection_manager"
-_HCM_TYPE = (
+HCM = "envoy.filters.network.http_connection_manager"
+HCM_TYPE = (
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 )
-_ROUTER = {
+ROUTER = {
     "name": "envoy.filters.http.router",
     "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
 }
-_DOWNSTREAM_TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
-_UPSTREAM_TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
-_INTERNAL_LISTENERS = [
+DOWNSTREAM_TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
+UPSTREAM_TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+INTERNAL_LISTENERS = [
     {
         "name": "envoy.bootstrap.internal_listener",
         "typed_config": {
@@ -92,44 +79,11 @@ _INTERNAL_LISTENERS = [
         },
     }
 ]
-# Filter state objects marked shared with the upstream reach an internal listener only through
-# this transport socket; the waypoint's inner listener reads the peer principal from it.
-_INTERNAL_UPSTREAM = {
-    "name": "envoy.transport_sockets.internal_upstream",
-    "typed_config": {
-        "@type": (
-            "type.googleapis.com/envoy.extensions.transport_sockets.internal_upstream.v3.InternalUpstreamTransport"
-        ),
-        "transport_socket": {
-            "name": "envoy.transport_sockets.raw_buffer",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
-            },
-        },
-    },
-}
 _H2_UPSTREAM = {
     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
         "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
         "explicit_http_config": {"http2_protocol_options": {}},
     }
-}
-# What the waypoint's CONNECT terminator records for the inner listener (Istio's connect_authority
-# filter, xds/filters.go): the HBONE peer's SPIFFE id, read by the XFCC annotation's header.
-_PEER_PRINCIPAL = "io.istio.peer_principal"
-_CONNECT_AUTHORITY = {
-    "name": "connect_authority",
-    "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.filters.http.set_filter_state.v3.Config",
-        "on_request_headers": [
-            {
-                "object_key": _PEER_PRINCIPAL,
-                "factory_key": "envoy.string",
-                "format_string": {"text_format_source": {"inline_string": "%DOWNSTREAM_PEER_URI_SAN%"}},
-                "shared_with_upstream": "ONCE",
-            }
-        ],
-    },
 }
 
 
@@ -209,7 +163,7 @@ def ambient_layout(inventory: Inventory, caller_namespace: str) -> AmbientLayout
 # Envoy pieces
 
 
-def _tls_context(kind: str, identity: Identity, cert_dir: str, **extra: object) -> JSON:
+def tls_context(kind: str, identity: Identity, cert_dir: str, **extra: object) -> JSON:
     cert, key = cert_paths(cert_dir, identity)
     common: JSON = {
         "tls_params": {"tls_minimum_protocol_version": "TLSv1_2"},
@@ -230,21 +184,21 @@ def _tls_context(kind: str, identity: Identity, cert_dir: str, **extra: object) 
     }
 
 
-def _tcp_proxy(cluster: str, stat_prefix: str, tunnel_host: str | None = None) -> JSON:
+def tcp_proxy(cluster: str, stat_prefix: str, tunnel_host: str | None = None) -> JSON:
     config: JSON = {"@type": _TCP_PROXY, "stat_prefix": stat_prefix, "cluster": cluster}
     if tunnel_host is not None:
         config["tunneling_config"] = {"hostname": tunnel_host}
     return {"name": "envoy.filters.network.tcp_proxy", "typed_config": config}
 
 
-def _internal_listener(name: str, filters: list[JSON], direction: str | None = None) -> JSON:
+def internal_listener(name: str, filters: list[JSON], direction: str | None = None) -> JSON:
     listener: JSON = {"name": name, "internal_listener": {}, "filter_chains": [{"filters": filters}]}
     if direction:
         listener["traffic_direction"] = direction
     return listener
 
 
-def _internal_cluster(name: str, transport_socket: JSON | None = None) -> JSON:
+def internal_cluster(name: str, transport_socket: JSON | None = None) -> JSON:
     cluster: JSON = {
         "name": name,
         "connect_timeout": "10s",
@@ -264,7 +218,7 @@ def _internal_cluster(name: str, transport_socket: JSON | None = None) -> JSON:
     return cluster
 
 
-def _static_cluster(name: str, address: str, port: int) -> JSON:
+def static_cluster(name: str, address: str, port: int) -> JSON:
     return {
         "name": name,
         "type": "STATIC",
@@ -286,7 +240,7 @@ def _static_cluster(name: str, address: str, port: int) -> JSON:
     }
 
 
-def _ipv4(bind: str) -> bool:
+def is_ipv4(bind: str) -> bool:
     return ipaddress.ip_address(bind).version == 4
 
 
@@ -301,27 +255,27 @@ def hbone_tunnel(
     name = f"tunnel|{service.key}"
     hbone = f"hbone|{waypoint.key}"
     port, _admin = placement.ambient.waypoint_ports[waypoint.key]
-    listener = _internal_listener(name, [_tcp_proxy(hbone, name, tunnel_host=service.key)])
-    upstream = _static_cluster(hbone, placement.bind, port)
-    upstream["transport_socket"] = _tls_context(
-        _UPSTREAM_TLS, identity, placement.cert_dir, alpn=["h2"], san=waypoint.identity.spiffe
+    listener = internal_listener(name, [tcp_proxy(hbone, name, tunnel_host=service.key)])
+    upstream = static_cluster(hbone, placement.bind, port)
+    upstream["transport_socket"] = tls_context(
+        UPSTREAM_TLS, identity, placement.cert_dir, alpn=["h2"], san=waypoint.identity.spiffe
     )
     upstream["typed_extension_protocol_options"] = _H2_UPSTREAM
-    if _ipv4(placement.bind):
+    if is_ipv4(placement.bind):
         source_bind(upstream, source)
-    return listener, [_internal_cluster(name), upstream]
+    return listener, [internal_cluster(name), upstream]
 
 
 def ztunnel_inbound(pod: Pod, placement: Placement, origins: Sequence[str]) -> tuple[JSON, list[JSON]]:
     """A captured pod's ztunnel inbound listener (its HBONE port): mTLS in with the pod's identity,
     the bytes out to the app, from the origin's address when the connection came from a known one."""
     where = placement.pods[pod.name]
-    tls = _tls_context(_DOWNSTREAM_TLS, pod.identity, placement.cert_dir, require_client_certificate=True)
+    tls = tls_context(DOWNSTREAM_TLS, pod.identity, placement.cert_dir, require_client_certificate=True)
     chains: list[JSON] = []
     clusters: list[JSON] = []
-    for origin in origins if _ipv4(placement.bind) else ():
+    for origin in origins if is_ipv4(placement.bind) else ():
         name = f"inbound|{pod.http_port}|{pod.name}|{origin}"
-        cluster = _static_cluster(name, "127.0.0.1", where.echo_port)
+        cluster = static_cluster(name, "127.0.0.1", where.echo_port)
         cluster["upstream_bind_config"] = {"source_address": {"address": origin, "port_value": 0}}
         clusters.append(cluster)
         chains.append(
@@ -330,12 +284,12 @@ def ztunnel_inbound(pod: Pod, placement: Placement, origins: Sequence[str]) -> t
                     "source_prefix_ranges": [{"address_prefix": origin, "prefix_len": 32}]
                 },
                 "transport_socket": tls,
-                "filters": [_tcp_proxy(name, f"inbound_{pod.name}")],
+                "filters": [tcp_proxy(name, f"inbound_{pod.name}")],
             }
         )
     default = f"inbound|{pod.http_port}|{pod.name}"
-    clusters.append(_static_cluster(default, "127.0.0.1", where.echo_port))
-    chains.append({"transport_socket": tls, "filters": [_tcp_proxy(default, f"inbound_{pod.name}")]})
+    clusters.append(static_cluster(default, "127.0.0.1", where.echo_port))
+    chains.append({"transport_socket": tls, "filters": [tcp_proxy(default, f"inbound_{pod.name}")]})
     listener = {
         "name": f"ztunnel-inbound|{pod.name}",
         "address": {"socket_address": {"address": placement.bind, "port_value": where.sidecar_port}},
@@ -384,7 +338,7 @@ def _connect_entry(routes: Sequence[tuple[list[str], str]], port: int, bind: str
         }
     )
     hcm: JSON = {
-        "@type": _HCM_TYPE,
+        "@type": HCM_TYPE,
         "stat_prefix": "ztunnel_connect_entry",
         "codec_type": "AUTO",
         "server_name": "ztunnel",
@@ -392,10 +346,10 @@ def _connect_entry(routes: Sequence[tuple[list[str], str]], port: int, bind: str
         "upgrade_configs": [{"upgrade_type": "CONNECT"}],
         "stream_idle_timeout": "0s",
         "route_config": {"name": "connect-entry", "virtual_hosts": vhosts},
-        "http_filters": [_ROUTER],
+        "http_filters": [ROUTER],
     }
     return envoy_listener(
-        bind, "ztunnel-outbound-connect", port, "OUTBOUND", {"filters": [{"name": _HCM, "typed_config": hcm}]}
+        bind, "ztunnel-outbound-connect", port, "OUTBOUND", {"filters": [{"name": HCM, "typed_config": hcm}]}
     )
 
 
@@ -438,7 +392,7 @@ def ztunnel_spec(routes: GatewayApiRoutes, layout: AmbientLayout, caller: Identi
                     f"ztunnel-outbound|{target.key}",
                     port,
                     "OUTBOUND",
-                    {"filters": [_tcp_proxy(cluster, f"outbound_{target.key}")]},
+                    {"filters": [tcp_proxy(cluster, f"outbound_{target.key}")]},
                 )
             )
             names = target.service.host_names(caller.namespace)
@@ -449,7 +403,7 @@ def ztunnel_spec(routes: GatewayApiRoutes, layout: AmbientLayout, caller: Identi
         node_id, "ztunnel", placement.ambient.ztunnel_admin_port, listeners[0], clusters
     )
     bootstrap["static_resources"]["listeners"] = listeners
-    bootstrap["bootstrap_extensions"] = _INTERNAL_LISTENERS
+    bootstrap["bootstrap_extensions"] = INTERNAL_LISTENERS
     return EnvoySpec(
         "ztunnel",
         "ztunnel",
@@ -459,140 +413,6 @@ def ztunnel_spec(routes: GatewayApiRoutes, layout: AmbientLayout, caller: Identi
         bootstrap,
         extra_identities=tuple(pod.identity for pod in pods),
     )
-
-
-def _default_inbound_route(
-    service: Service, port: ServicePort, cluster: str, routes: GatewayApiRoutes
-) -> JSON:
-    """A waypoint's route for a Service port no HTTPRoute routes: all of the Service's pods, as
-    Istio's default inbound route (route.go BuildDefaultHTTPInboundRoute)."""
-    route: JSON = {
-        "name": "default",
-        "match": {"prefix": "/"},
-        "route": {"cluster": cluster, "timeout": "0s"},
-        "decorator": {"operation": f"{service.fqdn}:{port.port}/*"},
-    }
-    if routes.istio.inbound_retry_policy:
-        route["route"]["retry_policy"] = inbound_retry_policy()
-    return route
-
-
-def waypoint_spec(routes: GatewayApiRoutes, waypoint: Waypoint) -> EnvoySpec:
-    """One waypoint Envoy (listener_waypoint.go: connect_terminate, main_internal, the routes)."""
-    placement = routes.placement
-    assert placement.ambient is not None
-    port, admin = placement.ambient.waypoint_ports[waypoint.key]
-    gamma = routes.gamma_routes()
-    terminate_vhosts: list[JSON] = []
-    listeners: list[JSON] = []
-    internal: list[JSON] = []
-    referenced: set[str] = set()
-    for svc, svc_port in waypoint.services:
-        key = f"{svc.fqdn}:{svc_port.port}"
-        inner = f"main_internal|{key}"
-        terminate_vhosts.append(
-            {
-                "name": key,
-                "domains": [key],
-                "routes": [
-                    {
-                        "match": {"connect_matcher": {}},
-                        "route": {
-                            "cluster": inner,
-                            "upgrade_configs": [{"upgrade_type": "CONNECT", "connect_config": {}}],
-                        },
-                    }
-                ],
-            }
-        )
-        service_routes = gamma.get(svc.fqdn)
-        if service_routes is not None and service_routes.port in (None, svc_port.port):
-            vhost_routes = [dict(r) for r in service_routes.routes]
-        else:
-            cluster = routes.service_cluster(svc, svc_port, None, {})
-            vhost_routes = [_default_inbound_route(svc, svc_port, cluster, routes)]
-        # Istio's inbound virtual host: any authority, and no attempt count (only outbound ones set it).
-        vhost: JSON = {"name": f"inbound|http|{svc_port.port}", "domains": ["*"], "routes": vhost_routes}
-        if waypoint.xfcc_client_identity:
-            value = f"By={waypoint.identity.spiffe};URI=%FILTER_STATE({_PEER_PRINCIPAL}:PLAIN)%"
-            vhost["request_headers_to_add"] = [
-                {
-                    "header": {"key": "x-forwarded-client-cert", "value": value},
-                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-                }
-            ]
-        referenced |= referenced_clusters([vhost])
-        # No forward_client_cert_details: Envoy's default SANITIZE removes any XFCC the caller sent.
-        hcm = http_connection_manager(
-            f"inbound-vip|{svc_port.port}|http|{svc.fqdn}",
-            [vhost],
-            server_name="istio-envoy",
-            extra={"use_remote_address": False},
-        )
-        listeners.append(_internal_listener(inner, [hcm], direction="INBOUND"))
-        internal.append(_internal_cluster(inner, _INTERNAL_UPSTREAM))
-    terminate: JSON = {
-        "@type": _HCM_TYPE,
-        "stat_prefix": "connect_terminate",
-        "codec_type": "AUTO",
-        "server_name": "istio-envoy",
-        "use_remote_address": False,
-        "http2_protocol_options": {"allow_connect": True},
-        "upgrade_configs": [{"upgrade_type": "CONNECT"}],
-        "stream_idle_timeout": "0s",
-        "route_config": {"name": "default", "virtual_hosts": terminate_vhosts},
-        "http_filters": [_CONNECT_AUTHORITY, _ROUTER],
-    }
-    tls = _tls_context(
-        _DOWNSTREAM_TLS, waypoint.identity, placement.cert_dir, alpn=["h2"], require_client_certificate=True
-    )
-    front = envoy_listener(
-        placement.bind,
-        "connect_terminate",
-        port,
-        "INBOUND",
-        {"filters": [{"name": _HCM, "typed_config": terminate}], "transport_socket": tls},
-    )
-    clusters = internal + clusters_for(
-        routes.clusters, referenced, waypoint.identity, placement.cert_dir, waypoint.address
-    )
-    ns, name = waypoint.doc.namespace, waypoint.doc.name
-    node_id = f"waypoint~127.0.0.1~{name}.{ns}~{namespace_domain(ns)}"
-    bootstrap = envoy_bootstrap(node_id, f"{name}.{ns}", admin, front, clusters)
-    bootstrap["static_resources"]["listeners"] = [front, *listeners]
-    bootstrap["bootstrap_extensions"] = _INTERNAL_LISTENERS
-    return EnvoySpec(f"waypoint-{ns}-{name}", "waypoint", port, admin, waypoint.identity, bootstrap)
-
-
-def ingress_through_waypoints(
-    bootstrap: JSON, layout: AmbientLayout, identity: Identity, placement: Placement
-) -> None:
-    """`istio.io/ingress-use-waypoint: "true"`: the gateway's clusters for such a Service (any subset)
-    go into the Service's waypoint over HBONE, as an ambient-aware ingress gateway sends them."""
-    via = {s.key: s for s in layout.services if s.ingress_waypoint is not None}
-    if not via:
-        return
-    resources = bootstrap["static_resources"]
-    extra_listeners: list[JSON] = []
-    extra_clusters: dict[str, JSON] = {}
-    for i, cluster in enumerate(resources["clusters"]):
-        parts = str(cluster["name"]).split("|")
-        if len(parts) != 4 or f"{parts[3]}:{parts[1]}" not in via:
-            continue
-        target = via[f"{parts[3]}:{parts[1]}"]
-        assert target.ingress_waypoint is not None
-        tunnel, tunnel_clusters = hbone_tunnel(
-            target, layout.waypoint(target.ingress_waypoint), identity, GATEWAY_ADDRESS, placement
-        )
-        # The route keeps its cluster name; the cluster now leads into the tunnel.
-        resources["clusters"][i] = {**_internal_cluster(tunnel["name"]), "name": cluster["name"]}
-        resources["clusters"][i]["load_assignment"]["cluster_name"] = cluster["name"]
-        if tunnel["name"] not in {x["name"] for x in extra_listeners}:
-            extra_listeners.append(tunnel)
-        extra_clusters.update((c["name"], c) for c in tunnel_clusters[1:])
-    resources["listeners"].extend(extra_listeners)
-    resources["clusters"].extend(extra_clusters.values())
-    bootstrap["bootstrap_extensions"] = _INTERNAL_LISTENERS
 
 
 def unapplied_mesh_virtual_services(routes: GatewayApiRoutes) -> list[str]:

@@ -18,9 +18,7 @@ from netdebug.mesh.translate.ambient import (
     CALLER_ADDRESS,
     GATEWAY_ADDRESS,
     ambient_layout,
-    ingress_through_waypoints,
     unapplied_mesh_virtual_services,
-    waypoint_spec,
     ztunnel_spec,
 )
 from netdebug.mesh.translate.envoy import (
@@ -39,6 +37,7 @@ from netdebug.mesh.translate.gateway_api import GatewayApiRoutes
 from netdebug.mesh.translate.istio import IstioRoutes
 from netdebug.mesh.translate.model import JSON, EnvoySpec, MeshConfig, Placement
 from netdebug.mesh.translate.versions import NEWEST, IstioVersion
+from netdebug.mesh.translate.waypoint import ingress_through_waypoints, waypoint_spec
 
 # Istio's ingress gateway identity (demo profile), and the local caller's service account.
 ISTIO_GATEWAY_IDENTITY = Identity("istio-system", "istio-ingressgateway-service-account")
