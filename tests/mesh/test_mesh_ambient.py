@@ -7,6 +7,8 @@ ztunnel stand-in, the waypoint, the gateway, real echo processes and the real pr
 - the echo's `mesh.hop` names the path in both cases; it sees what docs/ambient.md says a workload
   sees behind a waypoint (x-request-id, x-forwarded-proto, no XFF, no XFCC, no decorator, no
   attempt count, the waypoint's address) and nothing at all behind ztunnel alone;
+- the shipped ambient plan (k8s/components/netdebug-ambient) passes against it, with its addresses
+  given as variables, and fails its mesh split step without the waypoint;
 - the gateway reaches the ambient pods directly (waypoint skipped) unless the namespace has
   istio.io/ingress-use-waypoint, and a waypoint annotated ambient.istio.io/xfcc-include-client-identity
   hands the source workload's identity to the app.
@@ -21,6 +23,8 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -70,6 +74,34 @@ def _in_mesh_split(mesh: Mesh, *extra: str) -> tuple[int, dict[str, Any]]:
     return split_probe(
         f"http://{FQDN}/echo", "v1=75,v2=25", 1000, "--connect-to", f"{FQDN}:80:127.0.0.1:{port}", *extra
     )
+
+
+PLAN = REPO / "k8s" / "components" / "netdebug-ambient" / "plan-ambient.yaml"
+
+
+def _ambient_plan(mesh: Mesh, *variables: str) -> dict[str, Any]:
+    """The shipped ambient plan against the local mesh: the cluster names become local addresses
+    (the Host headers stay the plan's), the rate is raised to keep the run short."""
+    clusterip = _service(mesh)["url"]
+    address = clusterip.removeprefix("http://")
+    args = [
+        *("--var", f"svc={clusterip}", "--var", f"gateway={mesh.gateway}", "--var", "dns_name=localhost"),
+        *("--var", f"mesh_address={address}", "--var", "rps=300", "--var", "tolerance=10"),
+        *(arg for variable in variables for arg in ("--var", variable)),
+        *("--output", "json", "--wait-sidecar", "no", "--quit-sidecar", "no"),
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "netdebug", "plan", str(PLAN), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    try:
+        result: dict[str, Any] = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"plan exit {done.returncode}, no JSON:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return result
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +167,12 @@ def test_what_the_echo_sees_behind_the_waypoint(ambient_mesh: Mesh) -> None:
     assert mesh["dataplane"] == "ambient"
     assert mesh["sidecar"] is False
     assert body["ip"] == ambient_mesh.state["ambient"]["waypoints"][0]["address"]  # source = the waypoint
+
+
+def test_the_shipped_ambient_plan_passes(ambient_mesh: Mesh) -> None:
+    result = _ambient_plan(ambient_mesh)
+    assert result["status"] == "pass", json.dumps(result["steps"], indent=1)[-3000:]
+    assert [step["status"] for step in result["steps"]] == ["pass"] * 5
 
 
 def test_other_paths_take_the_routes_catch_all(ambient_mesh: Mesh) -> None:
@@ -216,6 +254,13 @@ def test_without_the_waypoint_the_route_is_not_applied(tmp_path: Path) -> None:
         (warning,) = [w for w in report["warnings"] if "NOT ROUTED BY THE MESH" in w]
         assert "the route was not applied" in warning
         assert "istio.io/use-waypoint" in warning
+
+        # The shipped plan catches it: its mesh split step requires the waypoint path.
+        result = _ambient_plan(mesh, "requests=200")
+        assert result["status"] == "fail"
+        mesh_split = next(s for s in result["steps"] if s["name"].startswith("mesh split"))
+        assert mesh_split["status"] == "fail"
+        assert "ztunnel" in mesh_split["summary"]
         _, out, err = mesh.stop()
     assert "(ztunnel only: routes NOT applied)" in out
     assert "names waypoint echo/echo-waypoint, which is not in these manifests" in err
