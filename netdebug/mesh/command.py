@@ -33,8 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         description=(
             "Render DIR (a kustomization, a directory of YAML files, or one YAML file), start one echo-server"
             " per replica behind a server-side Envoy sidecar (mTLS, SPIFFE ids), a gateway Envoy and a client"
-            " sidecar Envoy that apply the VirtualServices/HTTPRoutes; print the addresses and `ready`;"
-            " stop everything on SIGINT/SIGTERM."
+            " sidecar Envoy that apply the VirtualServices/HTTPRoutes (in ambient namespaces: a ztunnel"
+            " Envoy, L4 only, and a waypoint Envoy per waypoint in use, instead of the sidecars); print the"
+            " addresses and `ready`; stop everything on SIGINT/SIGTERM."
         ),
     )
     up.add_argument(
@@ -48,7 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         "--gateway-port", type=int, help="gateway port (env NETDEBUG_MESH_GATEWAY_PORT; 0 = free port)"
     )
     up.add_argument(
-        "--sidecar-port", type=int, help="client sidecar port (env NETDEBUG_MESH_SIDECAR_PORT; 0 = free port)"
+        "--sidecar-port",
+        type=int,
+        help="in-mesh caller port: the client sidecar's, or the ambient caller's ztunnel CONNECT entry"
+        " (env NETDEBUG_MESH_SIDECAR_PORT; 0 = free port)",
     )
     up.add_argument("--state-file", metavar="FILE", help="write addresses and every child's PID here as JSON")
     up.add_argument(
