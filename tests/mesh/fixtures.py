@@ -179,14 +179,15 @@ WAYPOINT = textwrap.dedent(
       listeners: [{name: mesh, port: 15008, protocol: HBONE}]
     """
 )
-AMBIENT_ROUTES = textwrap.dedent(
+# Gateway API: one Service per version, the Gateway and its 75/25 ingress route.
+GATEWAY_API_INGRESS = textwrap.dedent(
     """\
     apiVersion: v1
     kind: Service
     metadata: {name: echo-v1, namespace: echo}
     spec:
       selector: {app: echo, version: v1}
-      ports: [{name: http, port: 80, targetPort: 8080, appProtocol: http}]
+      ports: [{name: http, port: 80, targetPort: http, appProtocol: http}]
     ---
     apiVersion: v1
     kind: Service
@@ -211,7 +212,14 @@ AMBIENT_ROUTES = textwrap.dedent(
       rules:
       - matches: [{path: {type: PathPrefix, value: /echo}}]
         backendRefs: [{name: echo-v1, port: 80, weight: 75}, {name: echo-v2, port: 80, weight: 25}]
-    ---
+    """
+)
+
+AMBIENT_ROUTES = (
+    GATEWAY_API_INGRESS
+    + "---\n"
+    + textwrap.dedent(
+        """\
     apiVersion: gateway.networking.k8s.io/v1
     kind: HTTPRoute
     metadata: {name: echo-mesh, namespace: echo}
@@ -222,6 +230,7 @@ AMBIENT_ROUTES = textwrap.dedent(
         backendRefs: [{name: echo-v1, port: 80, weight: 75}, {name: echo-v2, port: 80, weight: 25}]
       - backendRefs: [{name: echo-service, port: 80}]
     """
+    )
 )
 
 

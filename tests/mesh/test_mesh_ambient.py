@@ -35,7 +35,16 @@ import yaml
 
 from netdebug.k8s.load import render_kustomize
 from netdebug.mesh.translate.ambient import CALLER_ADDRESS, GATEWAY_ADDRESS
-from tests.mesh.test_mesh_up import CALLER, FQDN, OVERLAYS, Mesh, _require_tools, mesh_up, split_probe
+from tests.mesh.test_mesh_up import (
+    CALLER,
+    FQDN,
+    OVERLAYS,
+    Mesh,
+    _require_tools,
+    echo_log,
+    mesh_up,
+    split_probe,
+)
 from tests.procs import REPO, tool, wait_until
 
 pytestmark = [pytest.mark.envoy, pytest.mark.slow]
@@ -58,15 +67,6 @@ def _in_mesh_get(mesh: Mesh, path: str, **headers: str) -> httpx.Response:
     """A request as an ambient pod sends it: to the Service's ClusterIP, captured by ztunnel."""
     url = _service(mesh)["url"]
     return httpx.get(f"{url}{path}", headers={"host": FQDN, **headers}, timeout=15)
-
-
-def _echo_log(mesh: Mesh, path: str) -> list[dict[str, Any]]:
-    records = []
-    for log in sorted((Path(mesh.state["work_dir"]) / "logs").glob("echo-*.log")):
-        for line in log.read_text().splitlines():
-            if line.startswith("{") and f'"path":"{path}"' in line:
-                records.append(json.loads(line))
-    return records
 
 
 def _in_mesh_split(mesh: Mesh, *extra: str) -> tuple[int, dict[str, Any]]:
@@ -215,8 +215,8 @@ def test_gateway_skips_the_waypoint(ambient_mesh: Mesh) -> None:
     assert body["mesh"]["hop"] == "gateway"
     assert body["mesh"]["forwarded_client_cert"] == []  # ztunnel terminated the gateway's mTLS
     assert body["mesh"]["decorator"]  # the gateway's route: no waypoint consumed it
-    wait_until(lambda: bool(_echo_log(ambient_mesh, path)), 30, "the echo's log line")
-    assert _echo_log(ambient_mesh, path)[0]["client"] == GATEWAY_ADDRESS  # source = the gateway
+    wait_until(lambda: bool(echo_log(ambient_mesh, path)), 30, "the echo's log line")
+    assert echo_log(ambient_mesh, path)[0]["client"] == GATEWAY_ADDRESS  # source = the gateway
 
 
 # --------------------------------------------------------------------------------------------
