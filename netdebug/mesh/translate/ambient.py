@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from netdebug.k8s.ambient import Ambient
-from netdebug.k8s.documents import GATEWAY_API_GROUP, ISTIO_NETWORKING_GROUP
+from netdebug.k8s.documents import GATEWAY_API_GROUP, ISTIO_NETWORKING_GROUP, name_of, namespace_of
 from netdebug.k8s.hosts import namespace_domain
 from netdebug.k8s.index import Index
 from netdebug.k8s.inventory import Identity, Inventory, Pod, Service, ServicePort
@@ -120,11 +120,7 @@ def ambient_layout(inventory: Inventory, caller_namespace: str) -> AmbientLayout
     bound: dict[tuple[str, str], list[tuple[Service, ServicePort]]] = {}
     for svc in inventory.services:
         waypoint = ambient.usable_waypoint(dict(svc.doc.data))
-        key = None
-        if waypoint is not None:
-            ref = ambient.waypoint_of(dict(svc.doc.data))
-            assert ref is not None  # usable_waypoint found it through waypoint_of
-            key = (ref.namespace, ref.name)
+        key = (namespace_of(waypoint), name_of(waypoint)) if waypoint is not None else None
         ingress = key if key is not None and ambient.ingress_reaches_waypoint(dict(svc.doc.data)) else None
         for port in _l4_ports(inventory, svc):
             services.append(
