@@ -47,7 +47,17 @@ def ambient_placement(inventory: Inventory, bind: str, take: TakePort) -> Ambien
         w.key: (take(0, f"waypoint {w.key}", bind), take(0, f"waypoint admin {w.key}", "127.0.0.1"))
         for w in layout.waypoints
     }
-    return AmbientPlacement(take(0, "ztunnel admin", "127.0.0.1"), services, waypoints)
+    inner = {
+        f"{w.key}|{svc.fqdn}:{port.port}": take(0, f"waypoint {w.key} inner listener", "127.0.0.1")
+        for w in layout.waypoints
+        for svc, port in w.services
+    }
+    tunnels = {
+        s.key: take(0, f"gateway tunnel to {s.key}", "127.0.0.1")
+        for s in layout.services
+        if s.ingress_waypoint
+    }
+    return AmbientPlacement(take(0, "ztunnel admin", "127.0.0.1"), services, waypoints, inner, tunnels)
 
 
 def pod_labels(pod: Pod) -> dict[str, str]:

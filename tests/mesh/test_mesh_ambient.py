@@ -145,6 +145,15 @@ def test_through_the_waypoint_75_25_passes(ambient_mesh: Mesh) -> None:
     assert not any("NOT ROUTED" in w for w in report["warnings"])
 
 
+def test_a_connection_per_request_through_the_waypoint(ambient_mesh: Mesh) -> None:
+    # `Connection: close` makes the waypoint close its inner connection right after the answer;
+    # every answer must still arrive whole (a kube-proxy-style client opens one per request).
+    code, report = _in_mesh_split(ambient_mesh, "--new-connection", "--require-path", "waypoint")
+    assert report["errors"] == {}, report["error_details"]
+    assert report["verdict"] == "pass", report
+    assert code == 0
+
+
 def test_what_the_echo_sees_behind_the_waypoint(ambient_mesh: Mesh) -> None:
     # A client's own XFCC and decorator do not survive: the waypoint sanitises XFCC and, as an
     # inbound listener, consumes the decorator without forwarding one.
@@ -290,7 +299,11 @@ def test_ingress_through_an_annotated_waypoint(tmp_path: Path) -> None:
         assert via_gateway["mesh"]["forwarded_for"]  # the gateway's XFF, passed on by the waypoint
         assert via_gateway["mesh"]["decorator"] is None  # consumed by the waypoint's inbound listener
         # In the mesh: the waypoint names the ambient caller.
-        in_mesh = _in_mesh_get(mesh, "/echo").json()
+        closing = httpx.get(
+            f"{mesh.gateway}/echo", headers={"host": "echo.local", "connection": "close"}, timeout=15
+        )
+        assert closing.json()["mesh"]["hop"] == "waypoint"
+        in_mesh = _in_mesh_get(mesh, "/echo", connection="close").json()
         assert in_mesh["mesh"]["client_identity"] == CALLER
         assert in_mesh["mesh"]["hop"] == "waypoint"
 

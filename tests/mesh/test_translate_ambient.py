@@ -283,11 +283,9 @@ def test_ztunnel_sends_a_waypoint_service_into_an_hbone_tunnel() -> None:
     clusterip = listeners[f"ztunnel-outbound|{FQDN}:80"]
     assert clusterip["address"]["socket_address"]["port_value"] == where.ambient.service_ports[f"{FQDN}:80"]
     assert _filters(clusterip) == ["envoy.filters.network.tcp_proxy"]
-    assert _typed(clusterip)["cluster"] == f"tunnel|{FQDN}:80"
-    tunnel = listeners[f"tunnel|{FQDN}:80"]
-    assert "internal_listener" in tunnel
-    assert _typed(tunnel)["tunneling_config"] == {"hostname": f"{FQDN}:80"}
-    hbone = by_name[_typed(tunnel)["cluster"]]
+    proxy = _typed(clusterip)
+    assert proxy["tunneling_config"] == {"hostname": f"{FQDN}:80"}  # HBONE: CONNECT <fqdn>:<port>
+    hbone = by_name[proxy["cluster"]]
     assert "http2_protocol_options" in str(hbone["typed_extension_protocol_options"])
     tls = hbone["transport_socket"]["typed_config"]["common_tls_context"]
     assert tls["alpn_protocols"] == ["h2"]
@@ -296,7 +294,9 @@ def test_ztunnel_sends_a_waypoint_service_into_an_hbone_tunnel() -> None:
         "exact": "spiffe://cluster.local/ns/echo/sa/echo-waypoint"
     }
     assert hbone["upstream_bind_config"]["source_address"]["address"] == CALLER_ADDRESS
-    assert bootstrap["bootstrap_extensions"][0]["name"] == "envoy.bootstrap.internal_listener"
+    # No Envoy internal listener anywhere: their connections lose the last bytes on close.
+    assert not any("internal_listener" in listener for listener in listeners.values())
+    assert "bootstrap_extensions" not in bootstrap
 
 
 def test_without_waypoint_ztunnel_balances_connections_over_every_pod() -> None:
@@ -321,7 +321,7 @@ def test_connect_entry_resolves_the_services_names() -> None:
     bootstrap = _envoy(mesh_config(*ambient_docs()), "ztunnel").bootstrap
     entry = _listeners(bootstrap)["ztunnel-outbound-connect"]
     vhosts = {vh["name"]: vh for vh in _typed(entry)["route_config"]["virtual_hosts"]}
-    vhost = vhosts[f"tunnel|{FQDN}:80"]
+    vhost = vhosts[f"clusterip|{FQDN}:80"]  # through the waypoint: on to the ClusterIP, which tunnels
     assert {"echo-service:80", "echo-service.echo:80", f"{FQDN}:80"} <= set(vhost["domains"])
     (route,) = vhost["routes"]
     assert route["match"] == {"connect_matcher": {}}
@@ -421,20 +421,27 @@ def test_xfcc_annotation_synthesises_the_source_identity(value: str) -> None:
     annotated = WAYPOINT.replace(
         "labels: {istio.io/waypoint-for: service}",
         "labels: {istio.io/waypoint-for: service},"
-        "labels: {istio.io/waypoint-for: service},"
         f" annotations: {{ambient.istio.io/xfcc-include-client-identity: '{value}'}}",
     )
     docs = [annotated if d == WAYPOINT else d for d in ambient_docs()]
     bootstrap = _waypoint(*docs)
-    (vhost,) = _typed(_listeners(bootstrap)[f"main_internal|{FQDN}:80"])["route_config"]["virtual_hosts"]
+    listener = _listeners(bootstrap)[f"main_internal|{FQDN}:80"]
+    (vhost,) = _typed(listener)["route_config"]["virtual_hosts"]
     (header,) = vhost["request_headers_to_add"]
+    peer = "%FILTER_STATE(envoy.network.proxy_protocol.tlv:FIELD:peer_principal)%"
     assert header["header"] == {
         "key": "x-forwarded-client-cert",
-        "value": "By=spiffe://cluster.local/ns/echo/sa/echo-waypoint;URI=%FILTER_STATE(io.istio.peer_principal:PLAIN)%",
+        "value": f"By=spiffe://cluster.local/ns/echo/sa/echo-waypoint;URI={peer}",
     }
     assert header["append_action"] == "OVERWRITE_IF_EXISTS_OR_ADD"
+    # The HBONE peer's SPIFFE id reaches the inner listener in a PROXY protocol TLV.
     inner = _clusters(bootstrap)[f"main_internal|{FQDN}:80"]
-    assert inner["transport_socket"]["name"] == "envoy.transport_sockets.internal_upstream"
+    (tlv,) = inner["transport_socket"]["typed_config"]["config"]["added_tlvs"]
+    source = tlv["format_string"]["text_format_source"]["inline_string"]
+    assert source == "%FILTER_STATE(io.istio.peer_principal:PLAIN)%"
+    assert listener["listener_filters"][0]["typed_config"]["rules"] == [
+        {"tlv_type": tlv["type"], "on_tlv_present": {"key": "peer_principal"}}
+    ]
 
 
 def test_xfcc_annotation_on_the_gateway_class() -> None:
@@ -461,19 +468,22 @@ def test_gateway_reaches_ambient_pods_through_ztunnel_from_its_address() -> None
     (lb,) = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
     assert lb["endpoint"]["address"]["socket_address"]["port_value"] == where.pods[pod.name].sidecar_port
     assert cluster["upstream_bind_config"]["source_address"]["address"] == GATEWAY_ADDRESS
-    assert "bootstrap_extensions" not in _envoy(config, "gateway").bootstrap  # the waypoint is skipped
+    assert not any(n.startswith("tunnel|") for n in _listeners(_envoy(config, "gateway").bootstrap))
 
 
 def test_ingress_use_waypoint_tunnels_the_gateway_into_the_waypoint() -> None:
     ns = AMBIENT_NAMESPACE.replace("labels: {", "labels: {istio.io/ingress-use-waypoint: 'true', ")
-    config = mesh_config(*ambient_docs(ns))
-    bootstrap = _envoy(config, "gateway").bootstrap
+    inv = inventory(*ambient_docs(ns))
+    where = placement(inv)
+    assert where.ambient is not None
+    bootstrap = _envoy(translate(inv, where), "gateway").bootstrap
+    port = where.ambient.gateway_tunnel_ports["echo-v1.echo.svc.cluster.local:80"]
     cluster = _clusters(bootstrap)["outbound|80||echo-v1.echo.svc.cluster.local"]
     (lb,) = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
-    assert lb["endpoint"]["address"] == {
-        "envoy_internal_address": {"server_listener_name": "tunnel|echo-v1.echo.svc.cluster.local:80"}
-    }
+    assert lb["endpoint"]["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": port}
     tunnel = _listeners(bootstrap)["tunnel|echo-v1.echo.svc.cluster.local:80"]
+    assert tunnel["address"]["socket_address"]["port_value"] == port
+    assert _typed(tunnel)["tunneling_config"] == {"hostname": "echo-v1.echo.svc.cluster.local:80"}
     hbone = _clusters(bootstrap)[_typed(tunnel)["cluster"]]
     common = hbone["transport_socket"]["typed_config"]["common_tls_context"]
     assert common["tls_certificates"][0]["certificate_chain"]["filename"].endswith(

@@ -9,11 +9,12 @@ What each piece stands in for (Istio 1.30; docs/ambient.md cites the code):
     any mesh client certificate accepted, the bytes passed to the app from the caller's pod address
     (ztunnel's `enable_original_source`): the caller, the gateway, or the waypoint;
   - *outbound*, for the local caller when its namespace is ambient: one "ClusterIP" listener per
-    Service port, and an HTTP CONNECT entry that resolves the Service's names (`curl -p -x`). A
-    Service that uses a waypoint is sent there over HBONE (HTTP/2 CONNECT in mTLS, the authority
-    naming the Service and port, as ztunnel sends it); any other Service goes straight to one of
-    its pods, picked at random per connection, over mTLS with the caller's identity, so
-    keep-alive connections stick to one pod and no route (weights included) is applied.
+    Service port, and an HTTP CONNECT entry that resolves the Service's names (`curl -p -x`) and
+    hands the tunnel's bytes on (to the ClusterIP listener when a waypoint is in use). A Service
+    that uses a waypoint is sent there over HBONE (HTTP/2 CONNECT in mTLS, the authority naming the
+    Service and port, as ztunnel sends it); any other Service goes straight to one of its pods,
+    picked at random per connection, over mTLS with the caller's identity, so keep-alive
+    connections stick to one pod and no route (weights included) is applied.
 * **waypoints** (translate/waypoint.py): one per Gateway of class `istio-waypoint` that a Service
   uses (`istio.io/use-waypoint` on the Service or its namespace, binding accepted).
 
@@ -71,14 +72,6 @@ ROUTER = {
 }
 DOWNSTREAM_TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
 UPSTREAM_TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
-INTERNAL_LISTENERS = [
-    {
-        "name": "envoy.bootstrap.internal_listener",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener"
-        },
-    }
-]
 _H2_UPSTREAM = {
     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
         "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
@@ -187,33 +180,6 @@ def tcp_proxy(cluster: str, stat_prefix: str, tunnel_host: str | None = None) ->
     return {"name": "envoy.filters.network.tcp_proxy", "typed_config": config}
 
 
-def internal_listener(name: str, filters: list[JSON], direction: str | None = None) -> JSON:
-    listener: JSON = {"name": name, "internal_listener": {}, "filter_chains": [{"filters": filters}]}
-    if direction:
-        listener["traffic_direction"] = direction
-    return listener
-
-
-def internal_cluster(name: str, transport_socket: JSON | None = None) -> JSON:
-    cluster: JSON = {
-        "name": name,
-        "connect_timeout": "10s",
-        "load_assignment": {
-            "cluster_name": name,
-            "endpoints": [
-                {
-                    "lb_endpoints": [
-                        {"endpoint": {"address": {"envoy_internal_address": {"server_listener_name": name}}}}
-                    ]
-                }
-            ],
-        },
-    }
-    if transport_socket is not None:
-        cluster["transport_socket"] = transport_socket
-    return cluster
-
-
 def static_cluster(name: str, address: str, port: int) -> JSON:
     return {
         "name": name,
@@ -240,26 +206,28 @@ def is_ipv4(bind: str) -> bool:
     return ipaddress.ip_address(bind).version == 4
 
 
-def hbone_tunnel(
-    service: AmbientService, waypoint: Waypoint, identity: Identity, source: str, placement: Placement
-) -> tuple[JSON, list[JSON]]:
-    """An HBONE tunnel into `waypoint` for one Service port, as ztunnel (or an ambient-aware gateway)
-    opens it: an internal listener whose TCP proxy sends the bytes as HTTP/2 CONNECT `<fqdn>:<port>`,
-    in mTLS with `identity`. Returns the internal listener and its clusters; the first cluster (named
-    like the listener) is the one to send the bytes to."""
+def hbone_cluster(waypoint: Waypoint, identity: Identity, source: str, placement: Placement) -> JSON:
+    """The HTTP/2 mTLS connection into `waypoint` that HBONE tunnels ride on, opened with `identity`
+    from the `source` pod address. A TCP proxy with `tunneling_config` (`hbone_tunnel`) sends each
+    downstream connection as one `CONNECT <fqdn>:<port>` stream over it, as ztunnel (or an
+    ambient-aware gateway) does."""
     assert placement.ambient is not None
-    name = f"tunnel|{service.key}"
-    hbone = f"hbone|{waypoint.key}"
     port, _admin = placement.ambient.waypoint_ports[waypoint.key]
-    listener = internal_listener(name, [tcp_proxy(hbone, name, tunnel_host=service.key)])
-    upstream = static_cluster(hbone, placement.bind, port)
-    upstream["transport_socket"] = tls_context(
+    cluster = static_cluster(f"hbone|{waypoint.key}", placement.bind, port)
+    cluster["transport_socket"] = tls_context(
         UPSTREAM_TLS, identity, placement.cert_dir, alpn=["h2"], san=waypoint.identity.spiffe
     )
-    upstream["typed_extension_protocol_options"] = _H2_UPSTREAM
+    cluster["typed_extension_protocol_options"] = _H2_UPSTREAM
     if is_ipv4(placement.bind):
-        source_bind(upstream, source)
-    return listener, [internal_cluster(name), upstream]
+        source_bind(cluster, source)
+    return cluster
+
+
+def hbone_tunnel(service: AmbientService, waypoint: Waypoint) -> JSON:
+    """A TCP proxy that carries the bytes of one connection to `service` into `waypoint` as an HBONE
+    stream (the authority names the Service port). It runs on a real listener: Envoy's internal
+    (user-space) connections turn a close after the last bytes into a reset and lose them."""
+    return tcp_proxy(f"hbone|{waypoint.key}", f"hbone_{service.key}", tunnel_host=service.key)
 
 
 def ztunnel_inbound(pod: Pod, placement: Placement, origins: Sequence[str]) -> tuple[JSON, list[JSON]]:
@@ -365,13 +333,16 @@ def ztunnel_spec(routes: GatewayApiRoutes, layout: AmbientLayout, caller: Identi
     if layout.caller:
         entry_routes: list[tuple[list[str], str]] = []
         for target in layout.services:
+            port = placement.ambient.service_ports[target.key]
             if target.waypoint is not None:
-                tunnel, tunnel_clusters = hbone_tunnel(
-                    target, layout.waypoint(target.waypoint), caller, CALLER_ADDRESS, placement
-                )
-                listeners.append(tunnel)
-                clusters.extend(c for c in tunnel_clusters if c["name"] not in {x["name"] for x in clusters})
-                cluster = tunnel["name"]
+                waypoint = layout.waypoint(target.waypoint)
+                hbone = hbone_cluster(waypoint, caller, CALLER_ADDRESS, placement)
+                if hbone["name"] not in {c["name"] for c in clusters}:
+                    clusters.append(hbone)
+                outbound = hbone_tunnel(target, waypoint)
+                # The CONNECT entry hands such a connection to this ClusterIP listener, which tunnels.
+                cluster = f"clusterip|{target.key}"
+                clusters.append(static_cluster(cluster, placement.bind, port))
             else:
                 cluster = f"ztunnel|{target.port.port}||{target.service.fqdn}"
                 svc = target.service
@@ -381,14 +352,14 @@ def ztunnel_spec(routes: GatewayApiRoutes, layout: AmbientLayout, caller: Identi
                 # ztunnel picks one endpoint at random per connection (ztunnel src/state.rs).
                 bare = upstream_cluster(placement, cluster, members, "RANDOM", sni, sans)
                 clusters.append(with_client_tls(bare, caller, placement.cert_dir, CALLER_ADDRESS))
-            port = placement.ambient.service_ports[target.key]
+                outbound = tcp_proxy(cluster, f"outbound_{target.key}")
             listeners.append(
                 envoy_listener(
                     placement.bind,
                     f"ztunnel-outbound|{target.key}",
                     port,
                     "OUTBOUND",
-                    {"filters": [tcp_proxy(cluster, f"outbound_{target.key}")]},
+                    {"filters": [outbound]},
                 )
             )
             names = target.service.host_names(caller.namespace)
@@ -399,7 +370,6 @@ def ztunnel_spec(routes: GatewayApiRoutes, layout: AmbientLayout, caller: Identi
         node_id, "ztunnel", placement.ambient.ztunnel_admin_port, listeners[0], clusters
     )
     bootstrap["static_resources"]["listeners"] = listeners
-    bootstrap["bootstrap_extensions"] = INTERNAL_LISTENERS
     return EnvoySpec(
         "ztunnel",
         "ztunnel",

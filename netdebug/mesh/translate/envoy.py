@@ -136,7 +136,7 @@ def add_virtual_host(table: dict[str, VirtualHost], vhost: VirtualHost) -> None:
 # Istio marks the endpoints of pods with a sidecar `tlsMode: istio`; auto mTLS then picks the
 # cluster's Istio mTLS transport for them and plain text for the others (cluster_builder.go).
 _TLS_MODE_MATCH = "envoy.transport_socket_match"
-_RAW_BUFFER = {
+RAW_BUFFER = {
     "name": "envoy.transport_sockets.raw_buffer",
     "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
@@ -237,7 +237,7 @@ def with_client_tls(cluster: JSON, identity: Identity, cert_dir: str, source: st
     }
     out["transport_socket_matches"] = [
         {"name": "tlsMode-istio", "match": {"tlsMode": "istio"}, "transport_socket": istio_mtls},
-        {"name": "tlsMode-disabled", "match": {}, "transport_socket": _RAW_BUFFER},
+        {"name": "tlsMode-disabled", "match": {}, "transport_socket": RAW_BUFFER},
     ]
     return out
 

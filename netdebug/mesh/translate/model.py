@@ -5,7 +5,7 @@ the translation (pure), the certificate issuer (certs.py) and the process edge (
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from netdebug.k8s.documents import Document
@@ -25,12 +25,16 @@ class PodPlacement:
 @dataclass(frozen=True)
 class AmbientPlacement:
     """Ports of the ambient data plane: the ztunnel stand-in's admin, a "ClusterIP" per Service port
-    an ambient caller can reach (keyed `<fqdn>:<port>`), and each waypoint's HBONE and admin ports
-    (keyed `<namespace>/<name>`). A pod's ztunnel inbound listener uses its `sidecar_port`."""
+    an ambient caller can reach (keyed `<fqdn>:<port>`), each waypoint's HBONE and admin ports (keyed
+    `<namespace>/<name>`) and its inner listener per Service port (keyed `<waypoint>|<fqdn>:<port>`),
+    and the gateway's tunnel listener per Service port it sends through a waypoint. A pod's ztunnel
+    inbound listener uses its `sidecar_port`."""
 
     ztunnel_admin_port: int
     service_ports: Mapping[str, int]
     waypoint_ports: Mapping[str, tuple[int, int]]
+    inner_ports: Mapping[str, int] = field(default_factory=dict)
+    gateway_tunnel_ports: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,12 @@
 (pilot/pkg/networking/core/listener_waypoint.go). Pure: plain data in, Envoy JSON out.
 
 It terminates HBONE (listener `connect_terminate`: HTTP/2 CONNECT in mTLS, the authority naming the
-Service port) and hands each Service port to an internal listener, where an inbound HTTP connection
+Service port) and hands each Service port to an inner listener, where an inbound HTTP connection
 manager applies the Service's HTTPRoutes (parentRef: the Service) or Istio's default inbound route.
+Istio's inner listener (`main_internal`) is an Envoy internal listener; here it is a loopback one,
+because Envoy's internal connections turn the inner HCM's close after a `Connection: close` answer
+into a reset that loses the answer's last bytes. The HBONE peer's identity, which Istio passes in
+filter state, travels in a PROXY protocol v2 TLV.
 Like Istio's, it generates `x-request-id`, sets `x-forwarded-proto` (http: the inner connection is
 plain text), appends no `x-forwarded-for`, removes any XFCC (Envoy's default SANITIZE) unless the
 Gateway or its class has `ambient.istio.io/xfcc-include-client-identity: "true"` (then
@@ -24,14 +28,14 @@ from netdebug.mesh.translate.ambient import (
     GATEWAY_ADDRESS,
     HCM,
     HCM_TYPE,
-    INTERNAL_LISTENERS,
     ROUTER,
+    hbone_cluster,
     hbone_tunnel,
-    internal_cluster,
-    internal_listener,
+    static_cluster,
     tls_context,
 )
 from netdebug.mesh.translate.envoy import (
+    RAW_BUFFER,
     clusters_for,
     envoy_bootstrap,
     envoy_listener,
@@ -44,24 +48,13 @@ from netdebug.mesh.translate.model import JSON, AmbientLayout, EnvoySpec, Placem
 if TYPE_CHECKING:
     from netdebug.mesh.translate.gateway_api import GatewayApiRoutes
 
-# Filter state objects marked shared with the upstream reach an internal listener only through
-# this transport socket; the waypoint's inner listener reads the peer principal from it.
-_INTERNAL_UPSTREAM = {
-    "name": "envoy.transport_sockets.internal_upstream",
-    "typed_config": {
-        "@type": (
-            "type.googleapis.com/envoy.extensions.transport_sockets.internal_upstream.v3.InternalUpstreamTransport"
-        ),
-        "transport_socket": {
-            "name": "envoy.transport_sockets.raw_buffer",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
-            },
-        },
-    },
-}
-# What the waypoint's CONNECT terminator records for the inner listener (Istio's connect_authority
-# filter, xds/filters.go): the HBONE peer's SPIFFE id, read by the XFCC annotation's header.
+# The inner hop carries the HBONE peer's SPIFFE id in a PROXY protocol v2 TLV (type from the
+# PP2_TYPE_MIN_CUSTOM range), read back into filter state by the inner listener.
+_PEER_TLV = 0xE0
+_PEER_TLV_KEY = "peer_principal"
+_PROXY_PROTOCOL_STATE = "envoy.network.proxy_protocol.tlv"
+# What the waypoint's CONNECT terminator records for the inner hop (Istio's connect_authority filter,
+# xds/filters.go): the HBONE peer's SPIFFE id, shared with the upstream connection.
 _PEER_PRINCIPAL = "io.istio.peer_principal"
 _CONNECT_AUTHORITY = {
     "name": "connect_authority",
@@ -75,6 +68,39 @@ _CONNECT_AUTHORITY = {
                 "shared_with_upstream": "ONCE",
             }
         ],
+    },
+}
+
+
+def _to_inner(name: str, port: int) -> JSON:
+    """connect_terminate's cluster for one Service port: the inner listener, with the HBONE peer's
+    identity in a PROXY protocol TLV."""
+    cluster = static_cluster(name, "127.0.0.1", port)
+    tlv = {
+        "type": _PEER_TLV,
+        "format_string": {
+            "text_format_source": {"inline_string": f"%FILTER_STATE({_PEER_PRINCIPAL}:PLAIN)%"}
+        },
+    }
+    cluster["transport_socket"] = {
+        "name": "envoy.transport_sockets.upstream_proxy_protocol",
+        "typed_config": {
+            "@type": (
+                "type.googleapis.com/envoy.extensions.transport_sockets.proxy_protocol.v3.ProxyProtocolUpstreamTransport"
+            ),
+            "config": {"version": "V2", "added_tlvs": [tlv]},
+            "transport_socket": RAW_BUFFER,
+        },
+    }
+    return cluster
+
+
+_READ_PEER_TLV = {
+    "name": "envoy.filters.listener.proxy_protocol",
+    "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol",
+        "tlv_location": "FILTER_STATE",
+        "rules": [{"tlv_type": _PEER_TLV, "on_tlv_present": {"key": _PEER_TLV_KEY}}],
     },
 }
 
@@ -132,7 +158,8 @@ def waypoint_spec(routes: GatewayApiRoutes, waypoint: Waypoint) -> EnvoySpec:
         # Istio's inbound virtual host: any authority, and no attempt count (only outbound ones set it).
         vhost: JSON = {"name": f"inbound|http|{svc_port.port}", "domains": ["*"], "routes": vhost_routes}
         if waypoint.xfcc_client_identity:
-            value = f"By={waypoint.identity.spiffe};URI=%FILTER_STATE({_PEER_PRINCIPAL}:PLAIN)%"
+            peer = f"%FILTER_STATE({_PROXY_PROTOCOL_STATE}:FIELD:{_PEER_TLV_KEY})%"
+            value = f"By={waypoint.identity.spiffe};URI={peer}"
             vhost["request_headers_to_add"] = [
                 {
                     "header": {"key": "x-forwarded-client-cert", "value": value},
@@ -147,8 +174,11 @@ def waypoint_spec(routes: GatewayApiRoutes, waypoint: Waypoint) -> EnvoySpec:
             server_name="istio-envoy",
             extra={"use_remote_address": False},
         )
-        listeners.append(internal_listener(inner, [hcm], direction="INBOUND"))
-        internal.append(internal_cluster(inner, _INTERNAL_UPSTREAM))
+        inner_port = placement.ambient.inner_ports[f"{waypoint.key}|{key}"]
+        listener = envoy_listener("127.0.0.1", inner, inner_port, "INBOUND", {"filters": [hcm]})
+        listener["listener_filters"] = [_READ_PEER_TLV]
+        listeners.append(listener)
+        internal.append(_to_inner(inner, inner_port))
     terminate: JSON = {
         "@type": HCM_TYPE,
         "stat_prefix": "connect_terminate",
@@ -178,7 +208,6 @@ def waypoint_spec(routes: GatewayApiRoutes, waypoint: Waypoint) -> EnvoySpec:
     node_id = f"waypoint~127.0.0.1~{name}.{ns}~{namespace_domain(ns)}"
     bootstrap = envoy_bootstrap(node_id, f"{name}.{ns}", admin, front, clusters)
     bootstrap["static_resources"]["listeners"] = [front, *listeners]
-    bootstrap["bootstrap_extensions"] = INTERNAL_LISTENERS
     return EnvoySpec(f"waypoint-{ns}-{name}", "waypoint", port, admin, waypoint.identity, bootstrap)
 
 
@@ -186,28 +215,31 @@ def ingress_through_waypoints(
     bootstrap: JSON, layout: AmbientLayout, identity: Identity, placement: Placement
 ) -> None:
     """`istio.io/ingress-use-waypoint: "true"`: the gateway's clusters for such a Service (any subset)
-    go into the Service's waypoint over HBONE, as an ambient-aware ingress gateway sends them."""
+    lead to a tunnel listener of the gateway's own that carries each connection into the Service's
+    waypoint over HBONE, as an ambient-aware ingress gateway sends it."""
     via = {s.key: s for s in layout.services if s.ingress_waypoint is not None}
-    if not via:
+    if not via or placement.ambient is None:
         return
     resources = bootstrap["static_resources"]
-    extra_listeners: list[JSON] = []
-    extra_clusters: dict[str, JSON] = {}
+    tunnels: dict[str, JSON] = {}
+    hbones: dict[str, JSON] = {}
     for i, cluster in enumerate(resources["clusters"]):
         parts = str(cluster["name"]).split("|")
-        if len(parts) != 4 or f"{parts[3]}:{parts[1]}" not in via:
+        target = via.get(f"{parts[-1]}:{parts[1]}") if len(parts) == 4 else None
+        if target is None or target.ingress_waypoint is None:
             continue
-        target = via[f"{parts[3]}:{parts[1]}"]
-        assert target.ingress_waypoint is not None
-        tunnel, tunnel_clusters = hbone_tunnel(
-            target, layout.waypoint(target.ingress_waypoint), identity, GATEWAY_ADDRESS, placement
+        waypoint = layout.waypoint(target.ingress_waypoint)
+        port = placement.ambient.gateway_tunnel_ports[target.key]
+        # The route keeps its cluster name; the cluster now leads into the tunnel listener.
+        resources["clusters"][i] = static_cluster(str(cluster["name"]), "127.0.0.1", port)
+        tunnels[target.key] = envoy_listener(
+            "127.0.0.1",
+            f"tunnel|{target.key}",
+            port,
+            "OUTBOUND",
+            {"filters": [hbone_tunnel(target, waypoint)]},
         )
-        # The route keeps its cluster name; the cluster now leads into the tunnel.
-        resources["clusters"][i] = {**internal_cluster(tunnel["name"]), "name": cluster["name"]}
-        resources["clusters"][i]["load_assignment"]["cluster_name"] = cluster["name"]
-        if tunnel["name"] not in {x["name"] for x in extra_listeners}:
-            extra_listeners.append(tunnel)
-        extra_clusters.update((c["name"], c) for c in tunnel_clusters[1:])
-    resources["listeners"].extend(extra_listeners)
-    resources["clusters"].extend(extra_clusters.values())
-    bootstrap["bootstrap_extensions"] = INTERNAL_LISTENERS
+        hbone = hbone_cluster(waypoint, identity, GATEWAY_ADDRESS, placement)
+        hbones[hbone["name"]] = hbone
+    resources["listeners"].extend(tunnels.values())
+    resources["clusters"].extend(hbones.values())
