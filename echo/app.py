@@ -267,6 +267,7 @@ class EchoApp:
             trust=TrustedProxies(TrustedProxies.MENDHAK_DEFAULT + config.additional_trusted_proxies),
             cookie_secret=config.cookie_secret,
             max_json_bytes=config.max_json_bytes,
+            mesh_pod=identity.mesh,
         )
         self._override_body = override_body
         self._override_type = b"application/octet-stream"
@@ -720,7 +721,9 @@ class EchoApp:
             return
         # The handshake is a WebSocket session's one HTTP request: report what the mesh did to it
         # (the JSON answer's `mesh` object) in a header, as ASCII JSON.
-        mesh = json.dumps(mesh_info(headers_dict(scope.get("headers", []))), separators=(",", ":"))
+        mesh = json.dumps(
+            mesh_info(headers_dict(scope.get("headers", [])), self.identity.mesh), separators=(",", ":")
+        )
         headers = [*self._identity_headers, (b"x-echo-mesh", mesh.encode("ascii"))]
         await send({"type": "websocket.accept", "headers": headers})
         self.metrics.websocket_sessions += 1

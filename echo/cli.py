@@ -47,12 +47,17 @@ def main_impl(argv: Sequence[str], environ: Mapping[str, str], out: TextIO, err:
         # --service-version wins over the variable, which identity_from_environ reads.
         environ = {**environ, "SERVICE_VERSION": config.service_version}
     hostname = socket.gethostname()
-    try:
-        labels_text = config.labels_file.read_text(encoding="utf-8") if config.labels_file else None
-    except (OSError, UnicodeDecodeError) as error:
-        err.write(f"echo-server: error: ECHO_LABELS_FILE {config.labels_file}: {error}\n")
-        return EXIT_USAGE
-    identity = identity_from_environ(environ, hostname, labels_text)
+    texts: list[str | None] = []
+    for name, path in (
+        ("ECHO_LABELS_FILE", config.labels_file),
+        ("ECHO_ANNOTATIONS_FILE", config.annotations_file),
+    ):
+        try:
+            texts.append(path.read_text(encoding="utf-8") if path else None)
+        except (OSError, UnicodeDecodeError) as error:
+            err.write(f"echo-server: error: {name} {path}: {error}\n")
+            return EXIT_USAGE
+    identity = identity_from_environ(environ, hostname, texts[0], texts[1])
     app = create_app(config, identity, environ=environ, log_sink=_log_sink(out))
     # Not ready until every listener is up (serve.run calls on_ready), then not ready for good on SIGTERM.
     app.set_ready(False)

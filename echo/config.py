@@ -79,6 +79,7 @@ class EchoConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     drain_seconds: float = DEFAULT_DRAIN_SECONDS
     labels_file: Path | None = None
+    annotations_file: Path | None = None
     admin_prefix: str = DEFAULT_ADMIN_PREFIX
     additional_trusted_proxies: tuple[Network, ...] = ()
     cookie_secret: str | None = field(default=None, repr=False)
@@ -295,6 +296,12 @@ _SETTINGS: dict[str, _Setting] = {
     ),
     "labels_file": _Setting(
         "ECHO_LABELS_FILE", "--labels-file", 'Downward API labels file (key="value" per line)', "FILE"
+    ),
+    "annotations_file": _Setting(
+        "ECHO_ANNOTATIONS_FILE",
+        "--annotations-file",
+        "Downward API annotations file: tells the mesh block whether ztunnel captures this pod",
+        "FILE",
     ),
     "admin_prefix": _Setting(
         "ECHO_ADMIN_PREFIX",
@@ -601,6 +608,7 @@ def load_config(
         max_body_bytes=max_body_bytes,
         drain_seconds=seconds("drain_seconds", DEFAULT_DRAIN_SECONDS),
         labels_file=readable_file("labels_file"),
+        annotations_file=readable_file("annotations_file"),
         admin_prefix=admin_prefix,
         additional_trusted_proxies=networks("additional_trusted_proxies") or (),
         cookie_secret=cookie_secret[0] if cookie_secret else None,

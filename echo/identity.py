@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from echo.mesh import UNKNOWN_POD, PodMesh, pod_mesh
+
 UNKNOWN_VERSION = "unknown"
 
 
@@ -24,6 +26,8 @@ class Identity:
     node: str | None = None
     service_account: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    # What the Downward API files say about the pod's own mesh (sidecar, ztunnel), for `mesh`.
+    mesh: PodMesh = UNKNOWN_POD
 
     def to_json(self) -> dict[str, object]:
         """The echo document's ``pod`` field."""
@@ -44,9 +48,14 @@ def _env(environ: Mapping[str, str], name: str) -> str | None:
 
 
 def identity_from_environ(
-    environ: Mapping[str, str], hostname: str, labels_text: str | None = None
+    environ: Mapping[str, str],
+    hostname: str,
+    labels_text: str | None = None,
+    annotations_text: str | None = None,
 ) -> Identity:
+    """``labels_text``/``annotations_text``: the Downward API files' content, None when not mounted."""
     labels = parse_labels(labels_text) if labels_text else {}
+    annotations = parse_labels(annotations_text) if annotations_text is not None else None
     return Identity(
         name=_env(environ, "POD_NAME") or hostname,
         hostname=hostname,
@@ -56,6 +65,7 @@ def identity_from_environ(
         node=_env(environ, "NODE_NAME"),
         service_account=_env(environ, "POD_SERVICE_ACCOUNT"),
         labels=labels,
+        mesh=pod_mesh(labels if labels_text is not None else None, annotations),
     )
 
 

@@ -12,13 +12,32 @@ The sidecar rule (see the README's echo reference, "Is there a sidecar in front 
 3. No such header: ``sidecar = false`` with empty evidence.
 
 ``evidence`` names the headers that decided the verdict, strongest first.
+
+When the pod's own Downward API files say it has no sidecar (``PodMesh``: the injector's label
+``security.istio.io/tlsMode`` and annotation ``sidecar.istio.io/status`` are absent), ``sidecar`` is
+false whatever the headers say: Envoy headers then come from a waypoint or a caller's proxy.
+
+``hop`` names the last mesh proxy in front of the app, first match wins (docs/ambient.md):
+
+- ``sidecar``: the rule above says ``sidecar = true``;
+- ``waypoint``: a pod without a sidecar received XFCC and ``x-request-id`` (a waypoint annotated
+  ``ambient.istio.io/xfcc-include-client-identity``; nothing else sets XFCC for a pod without a sidecar);
+- ``gateway``: ``x-forwarded-for`` or ``x-envoy-external-address`` (an edge proxy's marks);
+- ``client-sidecar``: the decorator, the attempt count or peer metadata (a caller-side routing Envoy
+  whose headers no inbound sidecar consumed: a caller's sidecar);
+- ``waypoint``: ``x-request-id`` alone at a pod without a sidecar that ztunnel may capture: an inbound
+  Envoy that consumed the decorator and sets no attempt count, which in ambient mode is a waypoint;
+- ``ztunnel``: no Envoy header at a pod that ztunnel captures (``ambient.istio.io/redirection``): L4
+  only, no route was applied;
+- ``none``: nothing at all (a direct call, or a pod whose mesh the echo cannot tell).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import TypedDict
+from dataclasses import dataclass
+from typing import Literal, TypedDict
 
 XFCC = "x-forwarded-client-cert"
 DECORATOR = "x-envoy-decorator-operation"
@@ -26,6 +45,17 @@ ATTEMPT = "x-envoy-attempt-count"
 REQUEST_ID = "x-request-id"
 PEER_METADATA = "x-envoy-peer-metadata"
 PEER_METADATA_ID = "x-envoy-peer-metadata-id"
+FORWARDED_FOR = "x-forwarded-for"
+EXTERNAL_ADDRESS = "x-envoy-external-address"
+FORWARDED_PROTO = "x-forwarded-proto"
+# What Istio writes on a pod (its Downward API files show them): the sidecar injector's label and
+# status annotation, and istio-cni's annotation on a pod whose traffic it hands to ztunnel.
+TLS_MODE_LABEL = "security.istio.io/tlsMode"
+SIDECAR_STATUS_ANNOTATION = "sidecar.istio.io/status"
+AMBIENT_REDIRECTION_ANNOTATION = "ambient.istio.io/redirection"
+
+Hop = Literal["sidecar", "waypoint", "gateway", "client-sidecar", "ztunnel", "none"]
+Dataplane = Literal["sidecar", "ambient", "none"]
 
 _NO_SIDECAR_HEADERS = (DECORATOR, PEER_METADATA, PEER_METADATA_ID)
 _SIDECAR_HEADERS = (XFCC, ATTEMPT, REQUEST_ID)
@@ -42,9 +72,44 @@ class ClientCert(TypedDict):
     dns: list[str]
 
 
+@dataclass(frozen=True, slots=True)
+class PodMesh:
+    """What this pod's Downward API files say about its own mesh; None = not known (no file)."""
+
+    sidecar: bool | None = None
+    ambient: bool | None = None
+
+    @property
+    def dataplane(self) -> Dataplane | None:
+        if self.sidecar:
+            return "sidecar"
+        if self.ambient:
+            return "ambient"
+        if self.sidecar is False and self.ambient is False:
+            return "none"
+        return None
+
+
+UNKNOWN_POD = PodMesh()
+
+
+def pod_mesh(labels: Mapping[str, str] | None, annotations: Mapping[str, str] | None) -> PodMesh:
+    """``labels``/``annotations``: the pod's, or None when that Downward API file was not given."""
+    if labels is None and annotations is None:
+        return UNKNOWN_POD
+    sidecar = TLS_MODE_LABEL in (labels or {}) or SIDECAR_STATUS_ANNOTATION in (annotations or {})
+    if annotations is None:
+        return PodMesh(sidecar=sidecar, ambient=False if sidecar else None)
+    captured = annotations.get(AMBIENT_REDIRECTION_ANNOTATION) == "enabled"
+    return PodMesh(sidecar=sidecar, ambient=captured and not sidecar)
+
+
 class Mesh(TypedDict):
     sidecar: bool
     evidence: list[str]
+    hop: Hop
+    hop_evidence: list[str]
+    dataplane: Dataplane | None
     request_id: str | None
     trace: dict[str, object] | None
     attempt: int | None
@@ -55,20 +120,28 @@ class Mesh(TypedDict):
     external_address: str | None
 
 
-def mesh_info(headers: Mapping[str, str]) -> Mesh:
-    """Summarise mesh evidence; ``headers`` has lower-case names, repeated headers joined by ', '."""
+def mesh_info(headers: Mapping[str, str], pod: PodMesh = UNKNOWN_POD) -> Mesh:
+    """Summarise mesh evidence; ``headers`` has lower-case names, repeated headers joined by ', ';
+    ``pod``: what the pod's Downward API files say about its mesh."""
     xfcc_raw = headers.get(XFCC)
     xfcc = parse_xfcc(xfcc_raw) if xfcc_raw else []
-    if _NO_SIDECAR_SET.isdisjoint(headers):
+    if pod.sidecar is False:
+        sidecar, evidence = False, []
+    elif _NO_SIDECAR_SET.isdisjoint(headers):
         evidence = [name for name in _SIDECAR_HEADERS if name in headers]
         sidecar = bool(evidence)
     else:
         sidecar, evidence = False, [name for name in _NO_SIDECAR_HEADERS if name in headers]
-    xff = headers.get("x-forwarded-for")
+    hop: Hop
+    hop, hop_evidence = ("sidecar", evidence) if sidecar else _hop(headers, pod)
+    xff = headers.get(FORWARDED_FOR)
     attempt = headers.get(ATTEMPT)
     return {
         "sidecar": sidecar,
         "evidence": evidence,
+        "hop": hop,
+        "hop_evidence": hop_evidence,
+        "dataplane": pod.dataplane,
         "request_id": headers.get(REQUEST_ID),
         "trace": None if _TRACE_HEADERS.isdisjoint(headers) else trace_info(headers),
         "attempt": None if attempt is None else parse_attempt(attempt),
@@ -77,8 +150,34 @@ def mesh_info(headers: Mapping[str, str]) -> Mesh:
         # APPEND_FORWARD appends the current hop last, so the last element names our direct caller.
         "client_identity": xfcc[-1]["uri"] if xfcc else None,
         "decorator": headers.get(DECORATOR),
-        "external_address": headers.get("x-envoy-external-address"),
+        "external_address": headers.get(EXTERNAL_ADDRESS),
     }
+
+
+_EDGE_HEADERS = (FORWARDED_FOR, EXTERNAL_ADDRESS)
+_CALLER_SIDE_HEADERS = (DECORATOR, ATTEMPT, PEER_METADATA, PEER_METADATA_ID)
+
+
+def _hop(headers: Mapping[str, str], pod: PodMesh) -> tuple[Hop, list[str]]:
+    """The last proxy in front of an app without (evidence of) its own sidecar; see the module doc."""
+    if pod.sidecar is False and XFCC in headers and REQUEST_ID in headers:
+        return "waypoint", [XFCC, REQUEST_ID, "pod without sidecar"]
+    edge = [name for name in _EDGE_HEADERS if name in headers]
+    if edge:
+        return "gateway", edge
+    caller_side = [name for name in _CALLER_SIDE_HEADERS if name in headers]
+    if caller_side:
+        return "client-sidecar", caller_side
+    if REQUEST_ID in headers and pod.sidecar is False and pod.ambient is not False:
+        found = [name for name in (REQUEST_ID, FORWARDED_PROTO) if name in headers]
+        return "waypoint", [*found, "pod without sidecar"]
+    if pod.ambient and _ENVOY_HEADERS.isdisjoint(headers):
+        return "ztunnel", ["no Envoy header", "pod captured by ztunnel"]
+    return "none", []
+
+
+# Any of these at the app means some Envoy handled the request.
+_ENVOY_HEADERS = frozenset({XFCC, REQUEST_ID, *_CALLER_SIDE_HEADERS, EXTERNAL_ADDRESS})
 
 
 def parse_attempt(value: str | None) -> int | None:

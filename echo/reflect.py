@@ -27,7 +27,7 @@ import orjson
 
 from echo.cookies import parse_cookies
 from echo.jwt import decode_jwt
-from echo.mesh import mesh_info
+from echo.mesh import UNKNOWN_POD, PodMesh, mesh_info
 from echo.trust import TrustedProxies
 
 TLS_EXTENSION = "meshecho.tls"
@@ -104,6 +104,7 @@ class ReflectOptions:
     trust: TrustedProxies = _MENDHAK_TRUST
     cookie_secret: str | None = None
     max_json_bytes: int = 1_048_576
+    mesh_pod: PodMesh = UNKNOWN_POD  # the pod's own mesh, from its Downward API files
 
 
 def safe_text(text: str) -> str:
@@ -465,7 +466,7 @@ def reflect(
     doc["http_version"] = scope.get("http_version", "1.1")
     doc["tls"] = tls_doc
     doc["pod"] = options.pod
-    doc["mesh"] = mesh_info(headers)
+    doc["mesh"] = mesh_info(headers, options.mesh_pod)
     doc["body_bytes"] = len(body)
     doc["body_sha256"] = hashlib.sha256(body).hexdigest() if body else _EMPTY_SHA256
     doc["body_encoding"] = encoding

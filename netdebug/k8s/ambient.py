@@ -43,8 +43,9 @@ from netdebug.k8s.documents import (
     of_kind,
 )
 from netdebug.k8s.index import Finding, Index, PodTemplate, finding_at, labels_of, selects, vs_gateways
+from netdebug.k8s.inventory import DATAPLANE_MODE_LABEL
 
-DATAPLANE_MODE = "istio.io/dataplane-mode"
+DATAPLANE_MODE = DATAPLANE_MODE_LABEL
 USE_WAYPOINT = "istio.io/use-waypoint"
 USE_WAYPOINT_NAMESPACE = "istio.io/use-waypoint-namespace"
 WAYPOINT_FOR = "istio.io/waypoint-for"
@@ -55,6 +56,9 @@ SIDECAR_INJECT = "sidecar.istio.io/inject"
 WAYPOINT_CLASS = "istio-waypoint"
 SERVICE_TRAFFIC = frozenset({"service", "all"})
 HBONE_PORT = 15008
+# Istio >= 1.30: the waypoint replaces XFCC with the source workload's identity (on the Gateway or
+# its GatewayClass; "true" in any case).
+XFCC_CLIENT_IDENTITY = "ambient.istio.io/xfcc-include-client-identity"
 PROBE_SNAT_ADDRESS = ipaddress.ip_address("169.254.7.127")
 # Route kinds whose parentRef may be a Service (GAMMA); all of them need a waypoint in ambient mode.
 ROUTE_KINDS = ("HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute")
@@ -134,6 +138,31 @@ class Ambient:
             and self.waypoint_of(service) is not None
         )
 
+    def usable_waypoint(self, service: Doc) -> Doc | None:
+        """The waypoint Gateway that takes `service`'s traffic, or None: no waypoint named, or Istio
+        refuses the binding (the Gateway is missing, not of class istio-waypoint, not for service
+        traffic, or its HBONE listener does not admit the Service's namespace). Without one, ztunnel
+        sends the Service's traffic straight to its pods (check_waypoints_take_service_traffic
+        reports each refusal)."""
+        ref = self.waypoint_of(service)
+        if ref is None:
+            return None
+        waypoint = find(self.index.docs, "Gateway", ref.name, ref.namespace, GATEWAY_API_GROUP)
+        if waypoint is None or waypoint.get("spec", {}).get("gatewayClassName") != WAYPOINT_CLASS:
+            return None
+        if self.traffic_type(waypoint) not in SERVICE_TRAFFIC:
+            return None
+        return waypoint if _admits(self, waypoint, namespace_of(service)) else None
+
+    def xfcc_client_identity(self, waypoint: Doc) -> bool:
+        """Whether the waypoint synthesises XFCC from the source workload's identity: the annotation
+        on the Gateway, else on its GatewayClass, is "true" (case-insensitive)."""
+        value = _annotations_of(waypoint).get(XFCC_CLIENT_IDENTITY)
+        if value is None:
+            gateway_class = self._gateway_class(waypoint)
+            value = _annotations_of(gateway_class).get(XFCC_CLIENT_IDENTITY) if gateway_class else None
+        return value is not None and value.lower() == "true"
+
     def service_routes(self) -> Iterator[ServiceRoute]:
         for kind in ROUTE_KINDS:
             for route in of_kind(self.index.docs, kind, GATEWAY_API_GROUP):
@@ -147,16 +176,13 @@ class Ambient:
         labels = labels_of(waypoint)
         if WAYPOINT_FOR in labels:
             return labels[WAYPOINT_FOR]
-        class_name = str(waypoint.get("spec", {}).get("gatewayClassName", ""))
-        gateway_class = next(
-            (
-                c
-                for c in of_kind(self.index.docs, "GatewayClass", GATEWAY_API_GROUP)
-                if name_of(c) == class_name
-            ),
-            None,
-        )
+        gateway_class = self._gateway_class(waypoint)
         return labels_of(gateway_class).get(WAYPOINT_FOR, "service") if gateway_class else "service"
+
+    def _gateway_class(self, gateway: Doc) -> Doc | None:
+        class_name = str(gateway.get("spec", {}).get("gatewayClassName", ""))
+        classes = of_kind(self.index.docs, "GatewayClass", GATEWAY_API_GROUP)
+        return next((c for c in classes if name_of(c) == class_name), None)
 
 
 # --- checks --------------------------------------------------------------------------------------
@@ -391,6 +417,10 @@ def check_network_policies_for_ambient(index: Index) -> list[Finding]:
             )
             findings.append(finding_at(policy, "spec.ingress", message, ""))
     return findings
+
+
+def _annotations_of(doc: Mapping[str, Any]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in ((doc.get("metadata") or {}).get("annotations") or {}).items()}
 
 
 def _restricts_ingress(spec: Mapping[str, Any]) -> bool:

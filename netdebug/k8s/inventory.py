@@ -5,7 +5,8 @@ ServiceAccounts) and keeps the routing kinds (Istio and Gateway API) as raw docu
 translation. Every error names the document and the field (`Document.error`, k8s/documents.py).
 
 Each pod carries Istio's sidecar injection decision (`sidecar_injection`: the namespace's labels,
-the pod template's `sidecar.istio.io/inject` label or annotation), with the reason.
+the pod template's `sidecar.istio.io/inject` label or annotation) and its ambient capture decision
+(`ambient_capture`: `istio.io/dataplane-mode` on the namespace or the pod), each with the reason.
 
 Pod names follow the ReplicaSet convention `<deployment>-<pod-template-hash>-<suffix>`, with both
 parts drawn from Kubernetes' "safe" alphabet (no vowels, no 0/1/3) and derived from a hash of the
@@ -158,6 +159,52 @@ def sidecar_injection(
     return Injection(True, why)
 
 
+# Namespaces istio-cni leaves alone by default (its `excludeNamespaces`), and the ambient enrolment label.
+_NEVER_CAPTURED = frozenset({"kube-system"})
+DATAPLANE_MODE_LABEL = "istio.io/dataplane-mode"
+
+
+@dataclass(frozen=True)
+class Capture:
+    """Whether istio-cni hands a pod's traffic to ztunnel (ambient mode), and why."""
+
+    ambient: bool
+    reason: str
+
+
+def ambient_capture(
+    namespace: str,
+    namespace_labels: Mapping[str, str] | None,
+    pod_labels: Mapping[str, str],
+    injection: Injection,
+    host_network: bool = False,
+) -> Capture:
+    """Istio's ambient enrolment of a pod template. Pure.
+
+    A pod is captured when its namespace or the pod itself is labelled `istio.io/dataplane-mode:
+    ambient`; the pod label `none` opts it out. A pod that gets a sidecar is never captured (sidecar
+    injection takes precedence), nor is a hostNetwork pod or one in kube-system (istio-cni's default
+    exclusion). Sources: istio.io docs ambient/usage/add-workloads ("Pod selection logic").
+    """
+    mode = pod_labels.get(DATAPLANE_MODE_LABEL)
+    ns_mode = (namespace_labels or {}).get(DATAPLANE_MODE_LABEL)
+    if mode != "ambient" and ns_mode != "ambient":
+        return Capture(
+            False, f"neither namespace {namespace} nor the pod has {DATAPLANE_MODE_LABEL}: ambient"
+        )
+    if mode == "none":
+        return Capture(False, f"pod label {DATAPLANE_MODE_LABEL}: none")
+    if injection.sidecar:
+        return Capture(False, f"it gets a sidecar ({injection.reason}), which takes precedence over ambient")
+    if host_network:
+        return Capture(False, "hostNetwork pods are not captured")
+    if namespace in _NEVER_CAPTURED:
+        return Capture(False, f"namespace {namespace} is excluded from capture (istio-cni)")
+    if mode == "ambient":
+        return Capture(True, f"pod label {DATAPLANE_MODE_LABEL}: ambient")
+    return Capture(True, f"namespace {namespace} has {DATAPLANE_MODE_LABEL}: ambient")
+
+
 @dataclass(frozen=True)
 class Pod:
     """One replica of a Deployment, as the ReplicaSet controller would name and label it."""
@@ -171,6 +218,12 @@ class Pod:
     container_ports: Mapping[str, int]  # port name → containerPort ("" for unnamed)
     http_port: int  # the port the echo container serves plain HTTP on (in the cluster)
     injection: Injection = Injection(True, "sidecar injected")
+    capture: Capture = Capture(False, "not in ambient mode")
+
+    @property
+    def ambient(self) -> bool:
+        """Captured by ztunnel: no sidecar, traffic carried by the node's ztunnel (L4, mTLS)."""
+        return self.capture.ambient
 
     @property
     def identity(self) -> Identity:
@@ -334,9 +387,11 @@ def _deployment_pods(doc: Document, namespaces: Mapping[str, Mapping[str, str]])
         doc,
         "spec.template.metadata.annotations",
     )
+    host_network = pod_spec.get("hostNetwork") is True
     injection = sidecar_injection(
-        doc.namespace, namespaces.get(doc.namespace), labels, annotations, pod_spec.get("hostNetwork") is True
+        doc.namespace, namespaces.get(doc.namespace), labels, annotations, host_network
     )
+    capture = ambient_capture(doc.namespace, namespaces.get(doc.namespace), labels, injection, host_network)
     template_hash, names = pod_names(doc.name, template, replicas)
     pod_labels = {**labels, "pod-template-hash": template_hash}
     return [
@@ -350,6 +405,7 @@ def _deployment_pods(doc: Document, namespaces: Mapping[str, Mapping[str, str]])
             container_ports=ports,
             http_port=http_port,
             injection=injection,
+            capture=capture,
         )
         for name in names
     ]

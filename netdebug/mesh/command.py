@@ -33,8 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         description=(
             "Render DIR (a kustomization, a directory of YAML files, or one YAML file), start one echo-server"
             " per replica behind a server-side Envoy sidecar (mTLS, SPIFFE ids), a gateway Envoy and a client"
-            " sidecar Envoy that apply the VirtualServices/HTTPRoutes; print the addresses and `ready`;"
-            " stop everything on SIGINT/SIGTERM."
+            " sidecar Envoy that apply the VirtualServices/HTTPRoutes (in ambient namespaces: a ztunnel"
+            " Envoy, L4 only, and a waypoint Envoy per waypoint in use, instead of the sidecars); print the"
+            " addresses and `ready`; stop everything on SIGINT/SIGTERM."
         ),
     )
     up.add_argument(
@@ -59,7 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         "--sidecar-port",
         type=int,
         metavar="PORT",
-        help="client sidecar port (env NETDEBUG_MESH_SIDECAR_PORT; default 0: a free port)",
+        help="in-mesh caller port: the client sidecar's, or the ambient caller's ztunnel CONNECT entry"
+        " (env NETDEBUG_MESH_SIDECAR_PORT; default 0: a free port)",
     )
     up.add_argument(
         "--state-file",

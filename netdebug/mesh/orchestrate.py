@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import datetime
 import http.client
 import json
@@ -36,6 +37,7 @@ from netdebug.k8s.documents import Document, ManifestError
 from netdebug.k8s.hosts import CLUSTER_DOMAIN
 from netdebug.k8s.inventory import Inventory, build_inventory, downward_labels_file, resolve_env
 from netdebug.k8s.load import is_kustomization, manifest_files, parse_documents, render_with_origins
+from netdebug.mesh import ambient
 from netdebug.mesh.certs import issue_mesh_certs
 from netdebug.mesh.translate.model import EnvoySpec, MeshConfig, Placement, PodPlacement
 from netdebug.mesh.translate.translator import translate
@@ -69,7 +71,7 @@ class MeshUpConfig:
 @dataclass
 class Child:
     name: str
-    role: str  # "echo", "server-sidecar", "gateway", "client-sidecar"
+    role: str  # "echo", "server-sidecar", "gateway", "client-sidecar", "ztunnel", "waypoint"
     proc: subprocess.Popen[bytes]
     log_path: Path
     ready_url: str
@@ -172,6 +174,7 @@ def place(inventory: Inventory, config: MeshUpConfig, cert_dir: Path) -> Placeme
             client_port=client_port,
             client_admin_port=take(0, "client sidecar admin", "127.0.0.1"),
             cert_dir=str(cert_dir),
+            ambient=ambient.ambient_placement(inventory, config.bind, take),
         )
     finally:
         for sock in held:
@@ -267,7 +270,10 @@ class LocalMesh:
         container_env, warnings = resolve_env(pod, pod_ip="127.0.0.1", node_name=self.config.node_name)
         labels_file = self.work_dir / "pods" / pod.name / "labels"
         labels_file.parent.mkdir(parents=True, exist_ok=True)
-        labels_file.write_text(downward_labels_file(pod.labels), encoding="utf-8")
+        labels_file.write_text(downward_labels_file(ambient.pod_labels(pod)), encoding="utf-8")
+        # The Downward API writes annotations in the same format as labels.
+        annotations_file = labels_file.with_name("annotations")
+        annotations_file.write_text(downward_labels_file(ambient.pod_annotations(pod)), encoding="utf-8")
         env = {**base_env, **container_env}
         env.update(
             {
@@ -277,6 +283,7 @@ class LocalMesh:
                 "H2C_PORT": "off",
                 "ECHO_BIND": "127.0.0.1",
                 "ECHO_LABELS_FILE": str(labels_file),
+                "ECHO_ANNOTATIONS_FILE": str(annotations_file),
                 # Stopping the local mesh should be quick; a cluster's drain period buys nothing here.
                 "ECHO_DRAIN_SECONDS": "0",
             }
@@ -400,6 +407,9 @@ class LocalMesh:
                 for c in self.children
             ],
             "warnings": list(self.mesh.warnings),
+            "ambient": ambient.ambient_state(
+                self.mesh, self.placement, host, {c.name: c.pid for c in self.children}
+            ),
         }
         if gateway is not None:
             state["gateway"] = self._envoy_state(gateway, host, by_name)
@@ -417,7 +427,7 @@ class LocalMesh:
                     "namespace": pod.namespace,
                     "deployment": pod.deployment,
                     "version": pod.version,
-                    "labels": dict(pod.labels),
+                    "labels": ambient.pod_labels(pod),
                     "service_account": pod.service_account,
                     "identity": pod.identity.spiffe,
                     "echo_url": f"http://127.0.0.1:{where.echo_port}",
@@ -428,6 +438,7 @@ class LocalMesh:
                     "sidecar_url": f"https://{host}:{where.sidecar_port}" if sidecar else None,
                     "sidecar_admin": f"http://127.0.0.1:{where.admin_port}" if sidecar else None,
                     "sidecar_pid": sidecar.pid if sidecar else None,
+                    **ambient.pod_state(pod, self.placement, host),
                 }
             )
         return state
@@ -483,9 +494,15 @@ def summary_lines(state: Mapping[str, Any]) -> list[str]:
         lines.append(f"  identity {client['identity']}")
         if fqdn:
             lines.append(f"  try: http_proxy={client['url']} curl http://{fqdn}/echo")
+    lines.extend(ambient.summary_lines(state))
     for pod in state.get("pods", []):
-        lines.append(f"pod {pod['name']}  version {pod['version']}")
-        if pod.get("sidecar_url"):
+        ambient_pod = bool(pod.get("ztunnel_url"))
+        lines.append(f"pod {pod['name']}  version {pod['version']}" + ("  ambient" if ambient_pod else ""))
+        if ambient_pod:
+            lines.append(
+                f"  echo {pod['echo_url']} (direct: bypasses the mesh)  ztunnel {pod['ztunnel_url']} (mTLS)"
+            )
+        elif pod.get("sidecar_url"):
             lines.append(
                 f"  echo {pod['echo_url']} (direct: bypasses the mesh)  sidecar {pod['sidecar_url']} (mTLS)"
             )
@@ -520,12 +537,8 @@ def prepare(config: MeshUpConfig, work_dir: Path) -> LocalMesh:
     cert_dir.mkdir()
     placement = place(inventory, config, cert_dir)
     mesh = translate(inventory, placement, istio=config.istio_version)
-    mesh = MeshConfig(
-        envoys=mesh.envoys,
-        gateway_hosts=mesh.gateway_hosts,
-        mesh_hosts=mesh.mesh_hosts,
-        client_identity=mesh.client_identity,
-        warnings=tuple(dict.fromkeys([*mesh.warnings, *cross_reference_warnings(docs)])),
+    mesh = dataclasses.replace(
+        mesh, warnings=tuple(dict.fromkeys([*mesh.warnings, *cross_reference_warnings(docs)]))
     )
     issue_mesh_certs(cert_dir, mesh.identities, datetime.datetime.now(datetime.UTC))
     return LocalMesh(config, mesh, placement, inventory, work_dir)

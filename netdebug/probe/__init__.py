@@ -12,7 +12,8 @@ Pure core, thin edges; each module owns one thing:
 - `rate`         the open-model schedule and pacer (clock and sleep injected)
 - `runner`       open and closed load models over `probe(index) -> Sample`; knows nothing of HTTP
 - `attribution`  which version answered (header, JSON path, regex, pod)
-- `fingerprint`  which path an answer took (client sidecar, gateway, bypass, local reply)
+- `fingerprint`  which path an answer took (client sidecar, gateway, waypoint, ztunnel, bypass,
+                 local reply)
 - `stats`        Wilson intervals, chi-square and the verdict rule
 - `samplesize`   "you need about N requests": the answers an on-target split needs to pass 90% of the time
 - `report`       the tally, the verdict and exit status, and the text/rich/JSON renderings

@@ -8,8 +8,13 @@ Kinds (a cross-team contract, also used by plans):
                        routing Envoy adds that no inbound sidecar consumed (see `CALLER_SIDE`). The
                        second is what a cluster shows when a gateway routes to a pod without a sidecar
                        (or to an ambient pod without a waypoint): routed, without mTLS.
+  waypoint             `server: istio-envoy` with upstream time, and the echo names a waypoint as its
+                       last hop (`mesh.hop`): in ambient mode the Service's waypoint applied its
+                       HTTPRoutes, so the split counts.
   server-sidecar-only  `server: istio-envoy` (or the echo saw Envoy headers) and neither: the caller had
                        no sidecar, the VirtualService did not do this split.
+  ztunnel              no Envoy answered and the echo says ztunnel captured it with no Envoy on the path
+                       (`mesh.hop`): ambient mode without a waypoint, L4 only, no route applied.
   bypass               no Envoy evidence at all.
   local-reply          an Envoy-looking answer without upstream time: Envoy answered itself
                        (404 no route, 503 overflow, fault abort).
@@ -28,10 +33,20 @@ from typing import Final, Literal
 
 from netdebug.probe.attribution import MISSING
 
-Kind = Literal["client-sidecar", "gateway", "server-sidecar-only", "bypass", "local-reply"]
-KINDS: Final[tuple[Kind, ...]] = ("client-sidecar", "gateway", "server-sidecar-only", "bypass", "local-reply")
-# Kinds for which the VirtualService can not have done the split.
-UNROUTED_KINDS: Final[frozenset[str]] = frozenset({"bypass", "server-sidecar-only"})
+Kind = Literal[
+    "client-sidecar", "gateway", "waypoint", "server-sidecar-only", "ztunnel", "bypass", "local-reply"
+]
+KINDS: Final[tuple[Kind, ...]] = (
+    "client-sidecar",
+    "gateway",
+    "waypoint",
+    "server-sidecar-only",
+    "ztunnel",
+    "bypass",
+    "local-reply",
+)
+# Kinds for which no route (VirtualService, HTTPRoute) can have done the split.
+UNROUTED_KINDS: Final[frozenset[str]] = frozenset({"bypass", "server-sidecar-only", "ztunnel"})
 
 _ENVOY_SERVERS: Final = frozenset({"envoy", "istio-envoy"})
 
@@ -87,6 +102,8 @@ class Evidence:
     attempt: int | None
     echo_saw_envoy: bool
     caller_side: tuple[str, ...]  # CALLER_SIDE header names the echo saw
+    hop: str | None = None  # the echo's `mesh.hop`: the last mesh proxy in front of it (None: not told)
+    hop_evidence: tuple[str, ...] = ()
 
     @property
     def envoy_answered(self) -> bool:
@@ -114,6 +131,10 @@ def gather(headers: Mapping[str, str], document: object) -> Evidence:
         attempt=attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else None,
         echo_saw_envoy=mesh.get("sidecar") is True,
         caller_side=tuple(header for field, header in CALLER_SIDE if mesh.get(field) not in (None, "", [])),
+        hop=hop if isinstance(hop := mesh.get("hop"), str) else None,
+        hop_evidence=tuple(str(e) for e in hop_evidence)
+        if isinstance(hop_evidence := mesh.get("hop_evidence"), list)
+        else (),
     )
 
 
@@ -131,6 +152,20 @@ def _gateway(e: Evidence) -> tuple[str, ...] | None:
         return ("server: istio-envoy", "x-forwarded-client-cert")
     # No sidecar in front of the app, but a gateway routed the request to it.
     return ("server: istio-envoy", *e.caller_side) if e.caller_side else None
+
+
+def _waypoint(e: Evidence) -> tuple[str, ...] | None:
+    # The answer came back through an inbound Envoy (istio-envoy, upstream time) that the echo, which
+    # knows it has no sidecar, names as a waypoint.
+    if e.server == "istio-envoy" and e.upstream_time and e.hop == "waypoint":
+        return ("server: istio-envoy", "mesh.hop: waypoint", *e.hop_evidence)
+    return None
+
+
+def _ztunnel(e: Evidence) -> tuple[str, ...] | None:
+    if e.server not in _ENVOY_SERVERS and e.hop == "ztunnel":
+        return ("no Envoy server header", "mesh.hop: ztunnel", *e.hop_evidence)
+    return None
 
 
 def _server_sidecar_only(e: Evidence) -> tuple[str, ...] | None:
@@ -155,10 +190,12 @@ def _bypass(e: Evidence) -> tuple[str, ...] | None:
 
 RULES: Final[tuple[Rule, ...]] = (
     ("local-reply", _local_reply),
+    ("waypoint", _waypoint),
     ("gateway", _gateway),
     ("server-sidecar-only", _server_sidecar_only),
     ("client-sidecar", _client_sidecar),
     ("server-sidecar-only", _echo_saw_envoy),
+    ("ztunnel", _ztunnel),
     ("bypass", _bypass),
 )
 

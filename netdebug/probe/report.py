@@ -290,10 +290,19 @@ def build_report(config: ProbeConfig, tally: Tally, outcome: RunOutcome, looks: 
     if unrouted:
         kinds = ", ".join(f"{n} {k}" for k, n in sorted(unrouted.items()))
         split_note = ": it did NOT do this split" if expected else ""
+        causes = []
+        if "ztunnel" in unrouted:
+            # Ambient mode without a waypoint: the way a split is lost there.
+            causes.append(
+                "ztunnel only: the route was not applied; in ambient mode a route whose parent is a "
+                "Service needs a waypoint, istio.io/use-waypoint on the Service or its namespace"
+            )
+        if set(unrouted) - {"ztunnel"}:
+            causes.append("caller without a sidecar, or a direct pod/Service call")
         warnings.append(
-            f"NOT ROUTED BY THE MESH: {kinds} of {answered} answers carry no client-sidecar evidence, "
-            f"so the VirtualService did not route them{split_note} (caller without a sidecar, or a "
-            "direct pod/Service call); any ratio seen may come from connection balancing"
+            f"NOT ROUTED BY THE MESH: {kinds} of {answered} answers carry no evidence of a routing proxy "
+            f"(client sidecar, gateway or waypoint), so no VirtualService or HTTPRoute routed them"
+            f"{split_note} ({'; '.join(causes)}); any ratio seen may come from connection balancing"
         )
     if config.require_path:
         wrong = {

@@ -701,7 +701,9 @@ async def test_docs_example_is_current() -> None:
         "POD_SERVICE_ACCOUNT": "echo",
         "SERVICE_VERSION": "v1",
     }
-    identity = identity_from_environ(environ, "echo-v1-6d5f7c9b8-x2x7q", 'app="echo"\nversion="v1"\n')
+    # The injector labels a pod it gives a sidecar (security.istio.io/tlsMode): the mesh block reads it.
+    labels = 'app="echo"\nsecurity.istio.io/tlsMode="istio"\nversion="v1"\n'
+    identity = identity_from_environ(environ, "echo-v1-6d5f7c9b8-x2x7q", labels)
     app = create_app(EchoConfig(), identity, log_sink=lambda line: None)
     xfcc = (
         "By=spiffe://cluster.local/ns/echo/sa/echo;"

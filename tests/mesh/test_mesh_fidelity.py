@@ -34,6 +34,7 @@ from tests.mesh.test_mesh_up import (
     OVERLAYS,
     Mesh,
     _require_tools,
+    echo_log,
     mesh_up,
     split_probe,
 )
@@ -57,16 +58,6 @@ def _write(docs: list[dict[str, Any]], path: Path) -> Path:
 
 def _find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     return next(d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name)
-
-
-def _echo_log(mesh: Mesh, path: str) -> list[dict[str, Any]]:
-    """Every request line the mesh's echo processes logged for `path` (their stdout, one JSON a line)."""
-    records = []
-    for log in sorted((Path(mesh.state["work_dir"]) / "logs").glob("echo-*.log")):
-        for line in log.read_text().splitlines():
-            if line.startswith("{") and f'"path":"{path}"' in line:
-                records.append(json.loads(line))
-    return records
 
 
 def _gateway_get(mesh: Mesh, path: str, **headers: str) -> httpx.Response:
@@ -113,9 +104,9 @@ def test_a_503_from_the_app_is_answered_after_one_attempt(fidelity_mesh: Mesh, e
     assert response.status_code == 503
     assert "x-envoy-upstream-service-time" in response.headers  # the app's 503, not Envoy's
     assert response.json()["mesh"]["attempt"] == 1
-    wait_until(lambda: len(_echo_log(fidelity_mesh, path)) >= 1, 30, "the echo's log line")
+    wait_until(lambda: len(echo_log(fidelity_mesh, path)) >= 1, 30, "the echo's log line")
     # Any retry would have reached the echo (and been logged) before the answer came back.
-    (record,) = _echo_log(fidelity_mesh, path)
+    (record,) = echo_log(fidelity_mesh, path)
     assert record["status"] == 503
     assert record["headers"]["x-envoy-attempt-count"] == "1"
 
@@ -176,8 +167,8 @@ def test_the_app_sees_peer_127_0_0_6_behind_its_sidecar(fidelity_mesh: Mesh) -> 
     assert body["ip"] == "127.0.0.6"  # no X-Forwarded-For from sidecars: the socket's peer
     path = f"/echo/peer-{uuid.uuid4().hex}"
     assert _gateway_get(fidelity_mesh, path).status_code == 200
-    wait_until(lambda: len(_echo_log(fidelity_mesh, path)) == 1, 30, "the echo's log line")
-    assert _echo_log(fidelity_mesh, path)[0]["client"] == "127.0.0.6"
+    wait_until(lambda: len(echo_log(fidelity_mesh, path)) == 1, 30, "the echo's log line")
+    assert echo_log(fidelity_mesh, path)[0]["client"] == "127.0.0.6"
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,8 +183,8 @@ def test_istio_1_23_retries_a_503_twice(tmp_path: Path) -> None:
         response = _gateway_get(mesh, path, **{"x-set-response-status-code": "503"})
         assert response.status_code == 503
         assert response.json()["mesh"]["attempt"] == 3
-        wait_until(lambda: len(_echo_log(mesh, path)) >= 3, 30, "three log lines")
-        attempts = [r["headers"]["x-envoy-attempt-count"] for r in _echo_log(mesh, path)]
+        wait_until(lambda: len(echo_log(mesh, path)) >= 3, 30, "three log lines")
+        attempts = [r["headers"]["x-envoy-attempt-count"] for r in echo_log(mesh, path)]
         assert sorted(attempts) == ["1", "2", "3"]
 
 

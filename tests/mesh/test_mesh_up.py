@@ -139,6 +139,16 @@ def mesh_up(source: Path, tmp: Path, *extra: str) -> Iterator[Mesh]:
         mesh.stop()
 
 
+def echo_log(mesh: Mesh, path: str) -> list[dict[str, Any]]:
+    """Every request line the mesh's echo processes logged for `path` (their stdout, one JSON a line)."""
+    records = []
+    for log in sorted((Path(mesh.state["work_dir"]) / "logs").glob("echo-*.log")):
+        for line in log.read_text().splitlines():
+            if line.startswith("{") and f'"path":"{path}"' in line:
+                records.append(json.loads(line))
+    return records
+
+
 def probe(
     url: str, *args: str, timeout: float = 180, env: dict[str, str] | None = None
 ) -> tuple[int, dict[str, Any]]:

@@ -16,6 +16,7 @@ from netdebug.mesh.translate.model import Role
 from netdebug.mesh.translate.versions import NEWEST
 from tests.mesh.fixtures import (
     BASE,
+    GATEWAY_API_INGRESS,
     SPLIT_75_25,
     clusters,
     deployment,
@@ -380,39 +381,11 @@ def test_server_sidecar_terminates_mtls_and_forwards_xfcc() -> None:
 # --------------------------------------------------------------------------------------------
 # Gateway API
 
-GATEWAY_API = textwrap.dedent(
-    """\
-    apiVersion: v1
-    kind: Service
-    metadata: {name: echo-v1, namespace: echo}
-    spec:
-      selector: {app: echo, version: v1}
-      ports: [{name: http, port: 80, targetPort: http, appProtocol: http}]
-    ---
-    apiVersion: v1
-    kind: Service
-    metadata: {name: echo-v2, namespace: echo}
-    spec:
-      selector: {app: echo, version: v2}
-      ports: [{name: http, port: 80, targetPort: 8080, appProtocol: http}]
-    ---
-    apiVersion: gateway.networking.k8s.io/v1
-    kind: Gateway
-    metadata: {name: echo-gateway, namespace: echo}
-    spec:
-      gatewayClassName: istio
-      listeners: [{name: http, port: 80, protocol: HTTP, hostname: echo.local}]
-    ---
-    apiVersion: gateway.networking.k8s.io/v1
-    kind: HTTPRoute
-    metadata: {name: echo-ingress, namespace: echo}
-    spec:
-      parentRefs: [{name: echo-gateway, sectionName: http}]
-      hostnames: [echo.local]
-      rules:
-      - matches: [{path: {type: PathPrefix, value: /echo}}]
-        backendRefs: [{name: echo-v1, port: 80, weight: 75}, {name: echo-v2, port: 80, weight: 25}]
-    ---
+GATEWAY_API = (
+    GATEWAY_API_INGRESS
+    + "---\n"
+    + textwrap.dedent(
+        """\
     apiVersion: gateway.networking.k8s.io/v1
     kind: HTTPRoute
     metadata: {name: echo-mesh, namespace: echo}
@@ -426,6 +399,7 @@ GATEWAY_API = textwrap.dedent(
         backendRefs: [{name: echo-v2, port: 80}]
       - matches: [{path: {type: PathPrefix, value: /empty}}]
     """
+    )
 )
 API_V1 = "outbound|80||echo-v1.echo.svc.cluster.local"
 API_V2 = "outbound|80||echo-v2.echo.svc.cluster.local"

@@ -19,7 +19,8 @@ the default retry policy is Istio's (2 retries on connect-failure/refused-stream
 cancelled, and since Istio 1.24 no retriable status code: an upstream 503 is not retried; before
 1.24 it was), `x-envoy-attempt-count` is on, and each route gets Istio's decorator operation. Where
 Istio releases differ, `versions` says which release to follow (`mesh up --istio-version`).
-Pods that Istio would not inject get no server sidecar; callers reach them in plain text.
+Pods that Istio would not inject get no server sidecar; callers reach them in plain text, or, when
+ztunnel captures them (ambient mode), through the ztunnel stand-in over mTLS.
 Anything not emulated produces a warning; anything a cluster would reject raises ManifestError.
 
 Split by input API and by output:
@@ -30,6 +31,9 @@ Split by input API and by output:
 - `destinations`  Services and DestinationRules → upstream clusters; the translation's shared state
 - `envoy`         Envoy JSON builders: route actions, virtual hosts, clusters, listeners, bootstraps,
                   the server sidecar of a pod (output)
+- `ambient`       ambient mode: which Service goes through which waypoint (`ambient_layout`), the
+                  ztunnel stand-in (L4 only), the HBONE tunnel into a waypoint
+- `waypoint`      the waypoint Envoy (HTTPRoutes on an inbound listener), ingress through it
 - `fields`        checked reads of manifest fields, warnings for what is not emulated
 - `model`         the result (`MeshConfig`, `EnvoySpec`), the `Placement` of every process, cert paths
 - `versions`      the Istio release to follow, and what changed between releases (`CHANGES`)

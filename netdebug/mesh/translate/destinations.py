@@ -49,6 +49,7 @@ class Destinations:
     destination_rules: dict[str, _DestinationRule]  # by the Service's full name
     istio_gateways: dict[tuple[str, str], Document]  # by (namespace, name)
     api_gateways: dict[tuple[str, str], Document]
+    waypoint_gateways: dict[tuple[str, str], Document]  # Gateway API Gateways of class istio-waypoint
 
     def _destination_rules(self) -> dict[str, _DestinationRule]:
         rules: dict[str, _DestinationRule] = {}
@@ -148,8 +149,8 @@ class Destinations:
         if rule is not None:
             lb = rule.subset_lb.get(subset or "", rule.lb_policy)
         sni = f"outbound_.{port.port}_.{subset or ''}_.{svc.fqdn}"
-        # Upstream SAN checks apply to the mTLS endpoints only: the pods that have a sidecar.
-        sans = sorted({pod.identity.spiffe for pod in pods if pod.injection.sidecar})
+        # Upstream SAN checks apply to the mTLS endpoints only: pods with a sidecar, ambient pods.
+        sans = sorted({pod.identity.spiffe for pod in pods if pod.injection.sidecar or pod.ambient})
         self.clusters[name] = upstream_cluster(self.placement, name, pods, lb, sni, sans)
         return name
 

@@ -136,7 +136,7 @@ def add_virtual_host(table: dict[str, VirtualHost], vhost: VirtualHost) -> None:
 # Istio marks the endpoints of pods with a sidecar `tlsMode: istio`; auto mTLS then picks the
 # cluster's Istio mTLS transport for them and plain text for the others (cluster_builder.go).
 _TLS_MODE_MATCH = "envoy.transport_socket_match"
-_RAW_BUFFER = {
+RAW_BUFFER = {
     "name": "envoy.transport_sockets.raw_buffer",
     "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
@@ -146,7 +146,9 @@ _RAW_BUFFER = {
 
 def _lb_endpoint(placement: Placement, pod: Pod) -> JSON:
     where = placement.pods[pod.name]
-    if not pod.injection.sidecar:
+    # A pod with a sidecar is reached at its sidecar, an ambient pod at its ztunnel inbound listener
+    # (the pod's HBONE port; Istio marks both endpoints for mTLS), any other pod at the app itself.
+    if not pod.injection.sidecar and not pod.ambient:
         # No sidecar: the caller connects to the app itself, in plain text.
         return {
             "endpoint": {
@@ -187,12 +189,31 @@ def upstream_cluster(
     }
     # Filled in per Envoy (the caller's own certificate differs): see with_client_tls.
     cluster["_mtls"] = {"sni": sni, "sans": list(sans)}
+    cluster["_ambient"] = any(pod.ambient for pod in pods)
     return cluster
 
 
-def with_client_tls(cluster: JSON, identity: Identity, cert_dir: str) -> JSON:
+def source_bind(cluster: JSON, address: str) -> None:
+    """Connect from `address` (a 127/8 address standing in for the caller's pod IP), so that a
+    ztunnel inbound listener can hand the pod that source, as ztunnel does. Only over IPv4 loopback:
+    with an IPv6 `--bind` the endpoints are ::1 and the source stays the socket's own."""
+    endpoints = [
+        lb["endpoint"]["address"]["socket_address"]["address"]
+        for group in cluster["load_assignment"]["endpoints"]
+        for lb in group["lb_endpoints"]
+        if "socket_address" in lb["endpoint"]["address"]
+    ]
+    if endpoints and all(addr.startswith("127.") for addr in endpoints):
+        cluster["upstream_bind_config"] = {"source_address": {"address": address, "port_value": 0}}
+
+
+def with_client_tls(cluster: JSON, identity: Identity, cert_dir: str, source: str | None = None) -> JSON:
+    """The cluster as one Envoy uses it: with its own client certificate for the mTLS endpoints, and
+    (`source`) its pod address when the cluster reaches ambient pods."""
     mtls = cluster["_mtls"]
-    out = {k: v for k, v in cluster.items() if k != "_mtls"}
+    out = {k: v for k, v in cluster.items() if not k.startswith("_")}
+    if source is not None and cluster.get("_ambient"):
+        source_bind(out, source)
     cert, key = cert_paths(cert_dir, identity)
     validation: JSON = {"trusted_ca": {"filename": ca_path(cert_dir)}}
     if mtls["sans"]:
@@ -216,15 +237,19 @@ def with_client_tls(cluster: JSON, identity: Identity, cert_dir: str) -> JSON:
     }
     out["transport_socket_matches"] = [
         {"name": "tlsMode-istio", "match": {"tlsMode": "istio"}, "transport_socket": istio_mtls},
-        {"name": "tlsMode-disabled", "match": {}, "transport_socket": _RAW_BUFFER},
+        {"name": "tlsMode-disabled", "match": {}, "transport_socket": RAW_BUFFER},
     ]
     return out
 
 
 def clusters_for(
-    clusters: Mapping[str, JSON], names: Iterable[str], identity: Identity, cert_dir: str
+    clusters: Mapping[str, JSON],
+    names: Iterable[str],
+    identity: Identity,
+    cert_dir: str,
+    source: str | None = None,
 ) -> list[JSON]:
-    return [with_client_tls(clusters[n], identity, cert_dir) for n in sorted(set(names))]
+    return [with_client_tls(clusters[n], identity, cert_dir, source) for n in sorted(set(names))]
 
 
 def referenced_clusters(vhosts: Iterable[JSON]) -> set[str]:

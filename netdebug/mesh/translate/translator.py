@@ -5,6 +5,7 @@ docstring for what each Envoy stands in for.
 
 from __future__ import annotations
 
+from netdebug.k8s.ambient import WAYPOINT_CLASS
 from netdebug.k8s.documents import (
     GATEWAY_API_GROUP,
     ISTIO_NETWORKING_GROUP,
@@ -13,6 +14,13 @@ from netdebug.k8s.documents import (
 )
 from netdebug.k8s.hosts import namespace_domain
 from netdebug.k8s.inventory import Identity, Inventory
+from netdebug.mesh.translate.ambient import (
+    CALLER_ADDRESS,
+    GATEWAY_ADDRESS,
+    ambient_layout,
+    unapplied_mesh_virtual_services,
+    ztunnel_spec,
+)
 from netdebug.mesh.translate.envoy import (
     VirtualHost,
     add_virtual_host,
@@ -29,6 +37,7 @@ from netdebug.mesh.translate.gateway_api import GatewayApiRoutes
 from netdebug.mesh.translate.istio import IstioRoutes
 from netdebug.mesh.translate.model import JSON, EnvoySpec, MeshConfig, Placement
 from netdebug.mesh.translate.versions import NEWEST, IstioVersion
+from netdebug.mesh.translate.waypoint import ingress_through_waypoints, waypoint_spec
 
 # Istio's ingress gateway identity (demo profile), and the local caller's service account.
 ISTIO_GATEWAY_IDENTITY = Identity("istio-system", "istio-ingressgateway-service-account")
@@ -51,9 +60,12 @@ class _Translator(IstioRoutes, GatewayApiRoutes):
         self.istio_gateways = {
             (d.namespace, d.name): d for d in inventory.of_kind("Gateway", f"{ISTIO_NETWORKING_GROUP}/")
         }
-        self.api_gateways = {
-            (d.namespace, d.name): d for d in inventory.of_kind("Gateway", GATEWAY_API_GROUP + "/")
-        }
+        # Gateways of class istio-waypoint are waypoints (translate/ambient.py), not ingress gateways.
+        self.api_gateways = {}
+        self.waypoint_gateways = {}
+        for d in inventory.of_kind("Gateway", GATEWAY_API_GROUP + "/"):
+            waypoint = d.spec.get("gatewayClassName") == WAYPOINT_CLASS
+            (self.waypoint_gateways if waypoint else self.api_gateways)[(d.namespace, d.name)] = d
         for doc in inventory.documents:
             if (
                 doc.api_version.startswith(f"{ISTIO_NETWORKING_GROUP}/")
@@ -121,7 +133,11 @@ class _Translator(IstioRoutes, GatewayApiRoutes):
         return ISTIO_GATEWAY_IDENTITY
 
     def build(self) -> MeshConfig:
-        # Only injected pods get a sidecar; callers reach the others directly, in plain text.
+        layout = ambient_layout(self.inv, self.client_identity.namespace)
+        if (layout.needs_ztunnel or layout.waypoints) and self.placement.ambient is None:
+            raise ValueError("placement has no ports for the ambient data plane")
+        # Only injected pods get a sidecar; ambient pods are reached through ztunnel, the others
+        # directly, in plain text.
         envoys = [
             server_sidecar(pod, self.inv, self.placement, self.istio)
             for pod in self.inv.pods
@@ -156,13 +172,18 @@ class _Translator(IstioRoutes, GatewayApiRoutes):
                 {"filters": [hcm]},
             )
             clusters = clusters_for(
-                self.clusters, referenced_clusters(envoy_vhosts), identity, self.placement.cert_dir
+                self.clusters,
+                referenced_clusters(envoy_vhosts),
+                identity,
+                self.placement.cert_dir,
+                GATEWAY_ADDRESS,
             )
             ns = identity.namespace
             node_id = f"router~127.0.0.1~istio-ingressgateway.{ns}~{namespace_domain(ns)}"
             bootstrap = envoy_bootstrap(
                 node_id, "istio-ingressgateway", self.placement.gateway_admin_port, listener, clusters
             )
+            ingress_through_waypoints(bootstrap, layout, identity, self.placement)
             envoys.append(
                 EnvoySpec(
                     "gateway",
@@ -173,6 +194,28 @@ class _Translator(IstioRoutes, GatewayApiRoutes):
                     bootstrap,
                 )
             )
+        if layout.caller:
+            # An ambient caller has no sidecar: its ztunnel carries its traffic (L4).
+            self.warnings.extend(unapplied_mesh_virtual_services(self))
+            mesh_hosts = [
+                n for s in layout.services for n in s.service.host_names(self.client_identity.namespace)
+            ]
+        else:
+            mesh_hosts = self.client_sidecar(envoys)
+        if layout.needs_ztunnel:
+            envoys.append(ztunnel_spec(self, layout, self.client_identity))
+        envoys.extend(waypoint_spec(self, waypoint) for waypoint in layout.waypoints)
+        return MeshConfig(
+            envoys=tuple(envoys),
+            gateway_hosts=tuple(gateway_hosts),
+            mesh_hosts=tuple(dict.fromkeys(mesh_hosts)),
+            client_identity=self.client_identity,
+            warnings=tuple(dict.fromkeys(self.warnings)),
+            ambient=layout if layout.needs_ztunnel or layout.waypoints else None,
+        )
+
+    def client_sidecar(self, envoys: list[EnvoySpec]) -> list[str]:
+        """The client sidecar (a mesh caller with a sidecar); returns the names it routes."""
         mesh, mesh_hosts = self.mesh_vhosts()
         mesh_envoy = [vh.to_envoy() for vh in mesh]
         hcm = http_connection_manager(
@@ -189,7 +232,11 @@ class _Translator(IstioRoutes, GatewayApiRoutes):
             {"filters": [hcm]},
         )
         clusters = clusters_for(
-            self.clusters, referenced_clusters(mesh_envoy), self.client_identity, self.placement.cert_dir
+            self.clusters,
+            referenced_clusters(mesh_envoy),
+            self.client_identity,
+            self.placement.cert_dir,
+            CALLER_ADDRESS,
         )
         ident = self.client_identity
         node_id = (
@@ -212,13 +259,7 @@ class _Translator(IstioRoutes, GatewayApiRoutes):
                 bootstrap,
             )
         )
-        return MeshConfig(
-            envoys=tuple(envoys),
-            gateway_hosts=tuple(gateway_hosts),
-            mesh_hosts=tuple(mesh_hosts),
-            client_identity=ident,
-            warnings=tuple(dict.fromkeys(self.warnings)),
-        )
+        return mesh_hosts
 
 
 def default_client_identity(inventory: Inventory) -> Identity:

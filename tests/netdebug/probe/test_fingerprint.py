@@ -42,6 +42,32 @@ INBOUND_ONLY: dict[str, object] = {
     "request_id": "r",
 }
 
+# What the echo reports in ambient mode (as mesh up's waypoint and ztunnel produce it; echo/mesh.py).
+THROUGH_WAYPOINT: dict[str, object] = {
+    **INBOUND_ONLY,
+    "sidecar": False,
+    "hop": "waypoint",
+    "hop_evidence": ["x-request-id", "x-forwarded-proto", "pod without sidecar"],
+    "dataplane": "ambient",
+}
+ZTUNNEL_ONLY: dict[str, object] = {
+    "forwarded_client_cert": [],
+    "client_identity": None,
+    "attempt": None,
+    "sidecar": False,
+    "request_id": None,
+    "hop": "ztunnel",
+    "hop_evidence": ["no Envoy header", "pod captured by ztunnel"],
+    "dataplane": "ambient",
+}
+# The waypoint with ambient.istio.io/xfcc-include-client-identity: XFCC naming the caller.
+ANNOTATED_WAYPOINT: dict[str, object] = {
+    **THROUGH_WAYPOINT,
+    "forwarded_client_cert": [{"by": "spiffe://cluster.local/ns/echo/sa/echo-waypoint", "uri": "spiffe://x"}],
+    "client_identity": "spiffe://x",
+    "hop_evidence": ["x-forwarded-client-cert", "x-request-id", "pod without sidecar"],
+}
+
 
 @pytest.mark.parametrize(
     ("headers", "mesh", "kind", "mtls", "retried"),
@@ -113,6 +139,36 @@ INBOUND_ONLY: dict[str, object] = {
         pytest.param({}, None, "bypass", False, False, id="bypass-no-json"),
         pytest.param({}, NO_XFCC, "server-sidecar-only", False, False, id="echo-saw-envoy-only"),
         pytest.param(
+            {"server": "istio-envoy", **UPSTREAM}, THROUGH_WAYPOINT, "waypoint", False, False, id="waypoint"
+        ),
+        pytest.param(
+            {"server": "istio-envoy", **UPSTREAM},
+            ANNOTATED_WAYPOINT,
+            "waypoint",
+            True,
+            False,
+            id="waypoint-xfcc-annotation-before-gateway",
+        ),
+        pytest.param(
+            {"server": "istio-envoy"},
+            THROUGH_WAYPOINT,
+            "local-reply",
+            False,
+            False,
+            id="waypoint-local-reply",
+        ),
+        pytest.param(
+            {"server": "envoy", **UPSTREAM},
+            THROUGH_WAYPOINT,
+            "client-sidecar",
+            False,
+            False,
+            id="waypoint-hop-needs-istio-envoy",
+        ),
+        pytest.param({}, ZTUNNEL_ONLY, "ztunnel", False, False, id="ztunnel"),
+        pytest.param({"server": "uvicorn"}, ZTUNNEL_ONLY, "ztunnel", False, False, id="ztunnel-other-server"),
+        pytest.param({}, {**ZTUNNEL_ONLY, "hop": "none"}, "bypass", False, False, id="no-mesh-is-bypass"),
+        pytest.param(
             {"server": "Envoy", **UPSTREAM},
             {**XFCC, "attempt": 2},
             "client-sidecar",
@@ -158,6 +214,24 @@ def test_attempt_bool_is_not_a_retry() -> None:
             {"server": "envoy"}, None, ("server: envoy", "no x-envoy-upstream-service-time"), id="local"
         ),
         pytest.param({}, None, (), id="bypass"),
+        pytest.param(
+            {"server": "istio-envoy", **UPSTREAM},
+            THROUGH_WAYPOINT,
+            (
+                "server: istio-envoy",
+                "mesh.hop: waypoint",
+                "x-request-id",
+                "x-forwarded-proto",
+                "pod without sidecar",
+            ),
+            id="waypoint",
+        ),
+        pytest.param(
+            {},
+            ZTUNNEL_ONLY,
+            ("no Envoy server header", "mesh.hop: ztunnel", "no Envoy header", "pod captured by ztunnel"),
+            id="ztunnel",
+        ),
     ],
 )
 def test_evidence_names_what_decided(
@@ -172,6 +246,8 @@ def test_routed_follows_the_kind() -> None:
     unrouted = classify({"server": "istio-envoy", **UPSTREAM}, {"mesh": INBOUND_ONLY})
     assert routed.routed
     assert not unrouted.routed
+    assert classify({"server": "istio-envoy", **UPSTREAM}, {"mesh": THROUGH_WAYPOINT}).routed
+    assert not classify({}, {"mesh": ZTUNNEL_ONLY}).routed
 
 
 def test_rules_are_an_ordered_table() -> None:

@@ -155,6 +155,27 @@ def test_bypass_under_a_split_is_said_loudly() -> None:
     text = io.StringIO()
     render_text(report, text)
     assert "WARNING: NOT ROUTED BY THE MESH" in text.getvalue()
+    assert "caller without a sidecar" in text.getvalue()
+    assert "ztunnel" not in text.getvalue()
+
+
+def test_ztunnel_under_a_split_says_the_route_was_not_applied() -> None:
+    # Ambient mode without a waypoint: a passing-looking ratio still gets the loud warning.
+    tally, outcome = tally_of([ok("v1", "ztunnel")] * 300 + [ok("v2", "ztunnel")] * 100)
+    report = build_report(cfg(expected=EXPECT), tally, outcome)
+    (warning,) = [w for w in report.warnings if "NOT ROUTED BY THE MESH" in w]
+    assert warning.startswith("NOT ROUTED BY THE MESH: 400 ztunnel of 400 answers")
+    assert "it did NOT do this split (ztunnel only: the route was not applied;" in warning
+    assert "istio.io/use-waypoint" in warning
+    assert "caller without a sidecar" not in warning  # only the cause that fits the kinds seen
+    assert report.fingerprints == {"ztunnel": 400}
+
+
+def test_waypoint_answers_are_routed() -> None:
+    tally, outcome = tally_of([ok("v1", "waypoint")] * 300 + [ok("v2", "waypoint")] * 100)
+    report = build_report(cfg(expected=EXPECT, require_path=("waypoint",)), tally, outcome)
+    assert not any("NOT ROUTED" in w for w in report.warnings)
+    assert not any("path not as required" in r for r in report.reasons)
 
 
 def test_text_report_lines() -> None:
