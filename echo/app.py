@@ -23,21 +23,34 @@ from typing import Any
 import orjson
 
 from echo import controls as ctl
+from echo.budget import MemoryBudget
 from echo.config import EchoConfig
+from echo.controls import express_content_type
+from echo.encoding import (
+    BodyDecoder,
+    DecodedTooLarge,
+    DecodeError,
+    UnsupportedEncoding,
+    parse_content_encoding,
+)
 from echo.identity import Identity
 from echo.mesh import parse_attempt
 from echo.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from echo.metrics import Metrics
+from echo.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
+from echo.prometheus import PromBundle
 from echo.reflect import (
     ReflectOptions,
     decode_header_value,
     headers_dict,
+    is_json_content_type,
     parse_query,
     redact_environ,
     reflect,
     safe_text,
 )
-from echo.requestlog import FdSink, LogSink, log_line
+from echo.requestlog import FdSink, LogSink, format_time, log_line
+from echo.trust import TrustedProxies
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -47,12 +60,41 @@ Send = Callable[[Message], Awaitable[None]]
 JSON_CONTENT_TYPE = b"application/json; charset=utf-8"
 _NO_BODY_STATUSES = frozenset({204, 304})
 _JSON_OPTIONS = orjson.OPT_INDENT_2  # mendhak (Express 'json spaces' 2) pretty-prints; keep it
+# Larger bodies go out in pieces, so the server's flow control holds the request (and its share of
+# the memory budget) until the client has read most of the answer.
+_SEND_CHUNK = 256 * 1024
+# Up-front memory estimate per body byte: the raw bytes, the decoded text, the serialised document.
+# Escapes and parsed JSON are added when the document is built, once their size is known.
+_COST_PER_BODY_BYTE = 3
+_JSON_OBJECTS_PER_BYTE = 25  # measured: 10 MiB of [{"a":1},...] parses into ~220 MB of objects
+_DOCUMENT_OVERHEAD = 16 * 1024
+# JSON escapes: most control characters take 6 bytes (\u0001); these take 2 (\n, \", \\).
+_CONTROL_BYTES = bytes(range(0x20))
+_SHORT_CONTROLS = (b"\n", b"\t", b"\r", b"\b", b"\f")
+RETRY_AFTER_SECONDS = 1
+
+# Response header names as Express writes them on HTTP/1.x (curl -i shows them; scripts grep them).
+# HTTP/2 requires lower-case names (RFC 9113 §8.2.1): there every name is lower-cased.
+CONTENT_TYPE = b"Content-Type"
+CONTENT_LENGTH = b"Content-Length"
 
 
 class Readiness(StrEnum):
     READY = "ready"
     NOT_READY = "not-ready"
     DRAINING = "draining"
+
+
+class _Refused(Exception):
+    """A request that must be answered early with ``status`` and a JSON error."""
+
+    def __init__(
+        self, status: int, error: dict[str, object], headers: list[tuple[bytes, bytes]] | None = None
+    ):
+        super().__init__(error.get("error"))
+        self.status = status
+        self.error = error
+        self.headers = headers or []
 
 
 def _header_value(text: str) -> bytes:
@@ -63,6 +105,90 @@ def _header_value(text: str) -> bytes:
 
 def _json(value: object) -> bytes:
     return orjson.dumps(value)
+
+
+def _lower(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    return [(name.lower(), value) for name, value in headers]
+
+
+def document_estimate(body: bytes, parse_json: bool) -> int:
+    """Bytes the echo document of ``body`` may take while it is built: text, escapes, parsed JSON."""
+    size = len(body)
+    if size <= 4096:
+        short, long = 0, size  # not worth counting: assume the worst
+    else:
+        controls = size - len(body.translate(None, _CONTROL_BYTES))
+        short_controls = sum(body.count(byte) for byte in _SHORT_CONTROLS)
+        short = short_controls + body.count(b'"') + body.count(b"\\")
+        long = controls - short_controls
+    # The text (or its base64, 4/3), then the serialised document: every byte plus its escapes.
+    estimate = 2 * size + short + 5 * long + _DOCUMENT_OVERHEAD
+    if parse_json:
+        estimate += (_JSON_OBJECTS_PER_BYTE + 6) * size
+    return estimate
+
+
+class _Held:
+    """Bytes one request holds in the shared budget; released when the request ends."""
+
+    __slots__ = ("budget", "held")
+
+    def __init__(self, budget: MemoryBudget) -> None:
+        self.budget = budget
+        self.held = 0
+
+    def take(self, amount: int) -> None:
+        if amount <= 0:
+            return
+        if self.budget.reserve(amount):
+            self.held += amount
+            return
+        if self.held + amount > self.budget.limit:
+            raise _Refused(
+                413,
+                {
+                    "error": f"this request needs about {self.held + amount} bytes of memory, more than "
+                    f"ECHO_MAX_INFLIGHT_BYTES ({self.budget.limit})",
+                    "limit": self.budget.limit,
+                },
+            )
+        raise _Refused(
+            503,
+            {
+                "error": "too many large requests in flight (ECHO_MAX_INFLIGHT_BYTES); retry later",
+                "retry_after": RETRY_AFTER_SECONDS,
+            },
+            [(b"Retry-After", str(RETRY_AFTER_SECONDS).encode())],
+        )
+
+    def release(self) -> None:
+        self.budget.release(self.held)
+        self.held = 0
+
+
+class _Outcome:
+    """What the request log needs from one echo request."""
+
+    __slots__ = ("bytes_in", "bytes_out", "document", "headers")
+
+    def __init__(self, headers: Mapping[str, str]) -> None:
+        self.headers = headers
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.document: dict[str, Any] | None = None
+
+
+def _original_url(scope: Scope) -> str:
+    """Express's req.originalUrl: the request target as received, query included."""
+    raw: bytes | None = scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else scope["path"]
+    query: bytes = scope.get("query_string", b"")
+    return f"{path}?{query.decode('latin-1')}" if query else path
+
+
+def _raw_path(scope: Scope) -> str:
+    raw: bytes | None = scope.get("raw_path")
+    return raw.decode("latin-1") if raw else str(scope["path"])
 
 
 class EchoApp:
@@ -82,6 +208,18 @@ class EchoApp:
         self.config = config
         self.identity = identity
         self.metrics = Metrics(identity.version, identity.name)
+        self.budget = MemoryBudget(config.max_inflight_bytes)
+        self.prometheus = (
+            PromBundle(
+                metrics_path=config.prometheus_metrics_path,
+                with_path=config.prometheus_with_path,
+                with_method=config.prometheus_with_method,
+                with_status=config.prometheus_with_status,
+                metric_type=config.prometheus_metric_type,
+            )
+            if config.prometheus_enabled
+            else None
+        )
         self.readiness = Readiness.READY
         self.in_flight = 0
         self._rng = rng
@@ -91,41 +229,50 @@ class EchoApp:
         self._sleep = sleep
         self._prefix = config.admin_prefix
         self._log_enabled = not config.disable_request_logs
+        self._log_full = config.log_format == "full"
         self._log_ignore = config.log_ignore_path
         self._max_header_size = config.max_header_size
         self._max_body = config.max_body_bytes
         self._max_delay_ms = config.max_delay_ms
+        self._max_json = config.max_json_bytes
+        self._readyz_from = (
+            TrustedProxies(config.readyz_change_from) if config.readyz_change_from is not None else None
+        )
         self._identity_headers: list[tuple[bytes, bytes]] = [
             (b"x-echo-pod", _header_value(identity.name)),
             (b"x-echo-version", _header_value(identity.version)),
         ]
         self._cors_headers: list[tuple[bytes, bytes]] = []
         if config.cors_allow_origin is not None:
-            self._cors_headers.append((b"access-control-allow-origin", config.cors_allow_origin.encode()))
+            self._cors_headers.append((b"Access-Control-Allow-Origin", config.cors_allow_origin.encode()))
             if config.cors_allow_methods:
                 self._cors_headers.append(
-                    (b"access-control-allow-methods", config.cors_allow_methods.encode())
+                    (b"Access-Control-Allow-Methods", config.cors_allow_methods.encode())
                 )
             if config.cors_allow_headers:
                 self._cors_headers.append(
-                    (b"access-control-allow-headers", config.cors_allow_headers.encode())
+                    (b"Access-Control-Allow-Headers", config.cors_allow_headers.encode())
                 )
             if config.cors_allow_credentials:
-                self._cors_headers.append((b"access-control-allow-credentials", b"true"))
+                self._cors_headers.append((b"Access-Control-Allow-Credentials", b"true"))
         self._base_headers = self._identity_headers + self._cors_headers
+        self._base_headers_h2 = _lower(self._base_headers)
         self._options = ReflectOptions(
             hostname=identity.hostname,
             pod=identity.to_json(),
             jwt_header=config.jwt_header.lower() if config.jwt_header else None,
             preserve_header_case=config.preserve_header_case,
             env=redact_environ(environ) if config.echo_include_env_vars else None,
+            trust=TrustedProxies(TrustedProxies.MENDHAK_DEFAULT + config.additional_trusted_proxies),
+            cookie_secret=config.cookie_secret,
+            max_json_bytes=config.max_json_bytes,
         )
         self._override_body = override_body
         self._override_type = b"application/octet-stream"
         if config.override_response_body_file_path is not None:
             guessed, _ = mimetypes.guess_type(config.override_response_body_file_path.name)
             if guessed:
-                self._override_type = guessed.encode()
+                self._override_type = express_content_type(guessed).encode()
 
     # -- readiness, for the serving layer and the admin endpoint --------------------------------
 
@@ -184,28 +331,43 @@ class EchoApp:
         content_type: bytes = JSON_CONTENT_TYPE,
         extra: list[tuple[bytes, bytes]] | None = None,
     ) -> int:
-        """Send one response; returns the body bytes actually sent (for the log)."""
+        """Send one response; returns the body bytes actually sent (for the log).
+
+        Header names are given in the case Express sends on HTTP/1.x; HTTP/2 gets them lower-cased.
+        """
+        h2 = scope.get("http_version") == "2"
+        base = self._base_headers_h2 if h2 else self._base_headers
         if status in _NO_BODY_STATUSES:
             # RFC 9110: 204 and 304 have no content, and a stray body would corrupt the next
             # response on a kept-alive connection. Express drops it the same way.
-            headers = [*self._base_headers]
+            headers = [*base]
             body = b""
+        elif h2:
+            headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body)), *base]
         else:
-            headers = [
-                (b"content-type", content_type),
-                (b"content-length", str(len(body)).encode()),
-                *self._base_headers,
-            ]
+            headers = [(CONTENT_TYPE, content_type), (CONTENT_LENGTH, b"%d" % len(body)), *base]
         if extra:
-            headers += extra
+            headers += _lower(extra) if h2 else extra
         if scope["method"] == "HEAD":
             body = b""
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        if len(body) <= _SEND_CHUNK:
+            await send({"type": "http.response.body", "body": body})
+        else:
+            view = memoryview(body)
+            for offset in range(0, len(body), _SEND_CHUNK):
+                piece = view[offset : offset + _SEND_CHUNK]
+                more = offset + _SEND_CHUNK < len(body)
+                await send({"type": "http.response.body", "body": bytes(piece), "more_body": more})
         return len(body)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
+        prometheus = self.prometheus
+        if prometheus is not None and prometheus.matches(_original_url(scope)):
+            # express-prom-bundle answers its path for any method, before anything else runs.
+            await self._respond(send, scope, 200, prometheus.render(), PROMETHEUS_CONTENT_TYPE)
+            return
         if path.startswith(self._prefix):
             await self._admin(scope, receive, send, path[len(self._prefix) :])
             return
@@ -218,6 +380,8 @@ class EchoApp:
         elapsed = self._clock() - start
         method: str = scope["method"]
         self.metrics.observe(method, status, elapsed)
+        if prometheus is not None:
+            prometheus.observe(method, status, _raw_path(scope), elapsed)
         if self._log_enabled and (self._log_ignore is None or not self._log_ignore.fullmatch(path)):
             client = scope.get("client")
             self._log_sink(
@@ -231,16 +395,15 @@ class EchoApp:
                     path=safe_text(path),
                     http_version=scope.get("http_version", "1.1"),
                     client=client[0] if client else None,
-                    headers=sent[0],
-                    bytes_in=sent[1],
-                    bytes_out=sent[2],
+                    headers=sent.headers,
+                    bytes_in=sent.bytes_in,
+                    bytes_out=sent.bytes_out,
+                    request=sent.document if self._log_full else None,
                 )
             )
 
-    async def _echo(
-        self, scope: Scope, receive: Receive, send: Send
-    ) -> tuple[int, tuple[Mapping[str, str], int, int]]:
-        """Serve one echo request; returns (status, (headers, bytes in, bytes out)) for the log."""
+    async def _echo(self, scope: Scope, receive: Receive, send: Send) -> tuple[int, _Outcome]:
+        """Serve one echo request; returns (status, what the log needs)."""
         raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
         # ASGI servers hand us lower-case names. Fast path: one C-level pass; repeated names or
         # non-UTF-8 values fall back to the careful loop.
@@ -250,67 +413,152 @@ class EchoApp:
             headers = {}
         if len(headers) != len(raw_headers):
             headers = headers_dict(raw_headers)
+        outcome = _Outcome(headers)
         header_bytes = sum(map(len, chain.from_iterable(raw_headers)))
-        control_values: dict[str, list[str]] | None = None
-        if not ctl.CONTROL_HEADERS.isdisjoint(headers):
-            control_values = {}
-            for name_bytes, value_bytes in raw_headers:
-                name = name_bytes.decode("latin-1").lower()
-                if name in ctl.CONTROL_HEADERS:
-                    control_values.setdefault(name, []).append(decode_header_value(value_bytes))
-
         if header_bytes > self._max_header_size:
             body = _json(
                 {"error": f"request headers total {header_bytes} bytes, more than {self._max_header_size}"}
             )
-            sent = await self._respond(send, scope, 431, body, extra=self._close(scope))
-            return 431, (headers, 0, sent)
+            outcome.bytes_out = await self._respond(send, scope, 431, body, extra=self._close(scope))
+            return 431, outcome
 
-        declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self._max_body:
-            return await self._too_large(scope, send, headers, 0)
+        held = _Held(self.budget)
+        try:
+            declared = headers.get("content-length")
+            encoding = headers.get("content-encoding")
+            upfront = False
+            if declared is not None and declared.isascii() and declared.isdigit():
+                if len(declared) > 15 or int(declared) > self._max_body:
+                    raise _Refused(413, self._too_large_error())
+                if encoding is None and declared != "0":
+                    # Fail fast, before reading anything, when the budget cannot take this body.
+                    held.take(self._upfront_cost(int(declared), headers))
+                    upfront = True
+            body, content_encoding, complete = await self._read_body(
+                receive, encoding, outcome, held, upfront
+            )
+            if not complete:
+                return 499, outcome
+            return await self._answer(scope, receive, send, headers, body, content_encoding, outcome, held)
+        except _Refused as refused:
+            if refused.status == 415:
+                refused.headers.append((b"Accept-Encoding", b"gzip, deflate"))
+            outcome.bytes_out = await self._respond(
+                send, scope, refused.status, _json(refused.error), extra=refused.headers
+            )
+            return refused.status, outcome
+        finally:
+            held.release()
+
+    def _upfront_cost(self, size: int, headers: Mapping[str, str]) -> int:
+        cost = _COST_PER_BODY_BYTE * size
+        if size <= self._max_json and is_json_content_type(headers.get("content-type")):
+            cost += (_JSON_OBJECTS_PER_BYTE + 6) * size
+        return cost
+
+    def _too_large_error(self) -> dict[str, object]:
+        return {"error": f"request body larger than {self._max_body} bytes", "limit": self._max_body}
+
+    async def _read_body(
+        self, receive: Receive, encoding: str | None, outcome: _Outcome, held: _Held, upfront: bool
+    ) -> tuple[bytes, dict[str, object] | None, bool]:
+        """(body, Content-Encoding description, complete); complete is False when the client left."""
+        decoder: BodyDecoder | None = None
+        codings: tuple[str, ...] = ()
+        if encoding is not None:
+            try:
+                codings = parse_content_encoding(encoding)
+            except UnsupportedEncoding as exc:
+                raise _Refused(415, {"error": str(exc)}) from None
         chunks: list[bytes] = []
         received = 0
         more = True
         while more:
             message = await receive()
             if message["type"] == "http.disconnect":
-                return 499, (headers, received, 0)
+                outcome.bytes_in = received
+                return b"", None, False
             chunk = message.get("body", b"")
-            if chunk:
-                received += len(chunk)
-                if received > self._max_body:
-                    # Stop reading here: the excess is never buffered.
-                    return await self._too_large(scope, send, headers, received)
-                chunks.append(chunk)
             more = message.get("more_body", False)
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            if not chunk:
+                continue
+            received += len(chunk)
+            outcome.bytes_in = received
+            if received > self._max_body:
+                # Stop reading here: the excess is never buffered.
+                raise _Refused(413, self._too_large_error())
+            if codings:
+                if decoder is None:
+                    decoder = BodyDecoder(
+                        codings, self._max_body, lambda size: held.take(_COST_PER_BODY_BYTE * size)
+                    )
+                self._decode(decoder, chunk)
+                continue
+            if not upfront:  # a body of unknown length: counted as it arrives
+                held.take(_COST_PER_BODY_BYTE * len(chunk))
+            chunks.append(chunk)
+        if decoder is not None:
+            try:
+                body = decoder.finish()
+            except DecodeError as exc:
+                raise _Refused(400, {"error": f"Content-Encoding: {exc}"}) from None
+            return body, {"decoded": list(codings), "encoded_bytes": received}, True
+        return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), None, True
 
+    def _decode(self, decoder: BodyDecoder, chunk: bytes) -> None:
+        try:
+            decoder.feed(chunk)
+        except DecodedTooLarge:
+            raise _Refused(413, self._too_large_error()) from None
+        except DecodeError as exc:
+            raise _Refused(400, {"error": f"Content-Encoding: {exc}"}) from None
+
+    async def _answer(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: Mapping[str, str],
+        body: bytes,
+        content_encoding: dict[str, object] | None,
+        outcome: _Outcome,
+        held: _Held,
+    ) -> tuple[int, _Outcome]:
+        raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
         query_string: bytes = scope.get("query_string", b"")
         query = parse_query(query_string) if query_string else {}
         controls = ctl.NO_CONTROLS
-        if control_values is not None or query:
+        has_control_header = not ctl.CONTROL_HEADERS.isdisjoint(headers)
+        if has_control_header or query:
+            control_values: dict[str, list[str]] = {}
+            if has_control_header:
+                for name_bytes, value_bytes in raw_headers:
+                    name = name_bytes.decode("latin-1").lower()
+                    if name in ctl.CONTROL_HEADERS:
+                        control_values.setdefault(name, []).append(decode_header_value(value_bytes))
             query_controls = {
                 name: (value if isinstance(value, list) else [value])
                 for name, value in query.items()
                 if name in ctl.CONTROL_HEADERS
             }
-            if control_values is not None or query_controls:
+            if control_values or query_controls:
                 try:
                     controls = ctl.parse_controls(
-                        control_values or {},
+                        control_values,
                         query_controls,
                         max_delay_ms=self._max_delay_ms,
                         attempt=parse_attempt(headers.get("x-envoy-attempt-count")),
                         rng=self._rng,
                     )
                 except ctl.ControlError as exc:
-                    error = _json(exc.to_json())
-                    sent = await self._respond(send, scope, 400, error)
-                    return 400, (headers, received, sent)
+                    if self._log_full:
+                        outcome.document = self._document(scope, headers, body, query, content_encoding, held)
+                    outcome.bytes_out = await self._respond(send, scope, 400, _json(exc.to_json()))
+                    return 400, outcome
 
         status = controls.status or 200
         extra: list[tuple[bytes, bytes]] = []
+        document: dict[str, Any] | None = None
         if (
             self._cors_headers
             and scope["method"] == "OPTIONS"
@@ -330,32 +578,68 @@ class EchoApp:
             response_body = b""
             content_type = JSON_CONTENT_TYPE
         else:
-            doc = reflect(scope, headers, body, self._options, query=query)
-            response_body = orjson.dumps(doc, option=_JSON_OPTIONS)
+            document = self._document(scope, headers, body, query, content_encoding, held)
+            response_body = orjson.dumps(document, option=_JSON_OPTIONS)
             content_type = JSON_CONTENT_TYPE
+        if self._log_full and document is None:
+            document = self._document(scope, headers, body, query, content_encoding, held)
+        outcome.document = document
         if controls.content_type is not None:
             content_type = controls.content_type.encode("utf-8", "replace")
         if controls.delay_ms:
             extra.append((b"x-echo-delay-ms", str(controls.delay_ms).encode()))
             if controls.delay_capped:
                 extra.append((b"x-echo-delay-capped", b"true"))
-            await self._sleep(controls.delay_ms / 1000)
+            if not await self._delay(receive, controls.delay_ms / 1000):
+                return 499, outcome
         for name, value in controls.headers:
-            extra.append((name.lower().encode("latin-1"), value.encode("utf-8", "replace")))
-        sent = await self._respond(send, scope, status, response_body, content_type, extra)
-        return status, (headers, received, sent)
+            extra.append((name.encode("latin-1"), value.encode("utf-8", "replace")))
+        outcome.bytes_out = await self._respond(send, scope, status, response_body, content_type, extra)
+        return status, outcome
+
+    def _document(
+        self,
+        scope: Scope,
+        headers: Mapping[str, str],
+        body: bytes,
+        query: Mapping[str, object],
+        content_encoding: dict[str, object] | None,
+        held: _Held,
+    ) -> dict[str, Any]:
+        if body:
+            parse_json = len(body) <= self._max_json and is_json_content_type(headers.get("content-type"))
+            estimate = document_estimate(body, parse_json)
+            if estimate > self.config.max_response_bytes:
+                raise _Refused(
+                    413,
+                    {
+                        "error": f"the echo document of this body would be about {estimate} bytes, more than "
+                        f"ECHO_MAX_RESPONSE_BYTES ({self.config.max_response_bytes})",
+                        "limit": self.config.max_response_bytes,
+                    },
+                )
+            # Held so far: the body (and its up-front share); needed: the body plus the document.
+            held.take(len(body) + estimate - held.held)
+        return reflect(scope, headers, body, self._options, query=query, content_encoding=content_encoding)
+
+    async def _delay(self, receive: Receive, seconds: float) -> bool:
+        """Wait ``seconds``; False as soon as the client disconnects (the request ends there)."""
+        sleeping = asyncio.ensure_future(self._sleep(seconds))
+        while True:
+            # The body has been read, so the next message is the disconnect, whenever it comes.
+            listening = asyncio.ensure_future(receive())
+            await asyncio.wait({sleeping, listening}, return_when=asyncio.FIRST_COMPLETED)
+            if sleeping.done():
+                listening.cancel()
+                return True
+            if listening.result().get("type") == "http.disconnect":
+                sleeping.cancel()
+                return False
 
     @staticmethod
     def _close(scope: Scope) -> list[tuple[bytes, bytes]]:
         # HTTP/2 forbids connection-specific headers; there the stream reset does the same job.
-        return [(b"connection", b"close")] if scope.get("http_version", "1.1") in ("1.0", "1.1") else []
-
-    async def _too_large(
-        self, scope: Scope, send: Send, headers: Mapping[str, str], received: int
-    ) -> tuple[int, tuple[Mapping[str, str], int, int]]:
-        body = _json({"error": f"request body larger than {self._max_body} bytes", "limit": self._max_body})
-        sent = await self._respond(send, scope, 413, body)
-        return 413, (headers, received, sent)
+        return [(b"Connection", b"close")] if scope.get("http_version", "1.1") in ("1.0", "1.1") else []
 
     # -- admin ------------------------------------------------------------------------------------
 
@@ -390,7 +674,7 @@ class EchoApp:
 
     async def _method_not_allowed(self, scope: Scope, send: Send, allow: str) -> None:
         body = _json({"error": f"method {scope['method']} not allowed here", "allow": allow})
-        await self._respond(send, scope, 405, body, extra=[(b"allow", allow.encode())])
+        await self._respond(send, scope, 405, body, extra=[(b"Allow", allow.encode())])
 
     async def _flip_readiness(self, scope: Scope, send: Send) -> None:
         query = parse_query(scope.get("query_string", b""))
@@ -399,8 +683,43 @@ class EchoApp:
             body = _json({"error": "ready: expected ?ready=true or ?ready=false", "control": "ready"})
             await self._respond(send, scope, 400, body)
             return
-        self.set_ready(value.lower() == "true")
+        client = scope.get("client")
+        peer: str | None = client[0] if client else None
+        allowed = self._readyz_from is None or (peer is not None and self._readyz_from.trusted(peer))
+        wanted = value.lower() == "true"
+        before = self.readiness
+        if allowed:
+            self.set_ready(wanted)
+        # Every attempt is logged with its peer, allowed or not: a pod that turned unready says why.
+        self._log_sink(
+            orjson.dumps(
+                {
+                    "time": format_time(self._wall_clock()),
+                    "pod": self.identity.name,
+                    "event": "readiness",
+                    "peer": peer,
+                    "allowed": allowed,
+                    "ready": wanted,
+                    "before": before.value,
+                    "after": self.readiness.value,
+                },
+                option=orjson.OPT_APPEND_NEWLINE,
+            )
+        )
+        if not allowed:
+            error = (
+                f"readiness changes are allowed only from {self._readyz_who()} (ECHO_READYZ_CHANGE_FROM); "
+                f"this request came from {peer}"
+            )
+            await self._respond(send, scope, 403, _json({"error": error}))
+            return
         await self._respond(send, scope, 200, _json({"status": self.readiness.value}))
+
+    def _readyz_who(self) -> str:
+        networks = self.config.readyz_change_from or ()
+        if networks == TrustedProxies.LOOPBACK:
+            return "loopback"
+        return ", ".join(str(network) for network in networks)
 
     # -- websocket --------------------------------------------------------------------------------
 

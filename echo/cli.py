@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import TextIO
 
 from echo.app import create_app
-from echo.config import ConfigError, EchoConfig, load_config
+from echo.config import ConfigError, EchoConfig, load_config, usage, version_text
 from echo.identity import Identity, identity_from_environ
 from echo.requestlog import LogSink
 from echo.serve import Hooks, ServeError, ServeOptions, run
@@ -32,9 +32,10 @@ def main() -> int:
 
 def main_impl(argv: Sequence[str], environ: Mapping[str, str], out: TextIO, err: TextIO) -> int:
     if any(arg in ("-h", "--help") for arg in argv):
-        from echo.config import usage
-
         out.write(usage())
+        return EXIT_OK
+    if "--version" in argv:
+        out.write(version_text())
         return EXIT_OK
     try:
         config = load_config(argv, environ)
@@ -42,6 +43,9 @@ def main_impl(argv: Sequence[str], environ: Mapping[str, str], out: TextIO, err:
         err.write(error.usage)
         err.write(f"echo-server: error: {error.message}\n")
         return EXIT_USAGE
+    if config.service_version is not None:
+        # --service-version wins over the variable, which identity_from_environ reads.
+        environ = {**environ, "SERVICE_VERSION": config.service_version}
     hostname = socket.gethostname()
     try:
         labels_text = config.labels_file.read_text(encoding="utf-8") if config.labels_file else None

@@ -14,9 +14,12 @@ import argparse
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import Literal, NoReturn
+
+from echo import __version__
+from echo.trust import Network, TrustedProxies, TrustError, parse_networks
 
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_HTTPS_PORT = 8443
@@ -34,6 +37,17 @@ DEFAULT_MAX_CONNECTIONS = 10_000
 # The largest MAX_HEADER_SIZE accepted: Envoy's own ceiling (max_request_headers_kb 8192), so no
 # proxy in front could forward a larger head anyway; it also bounds HTTP/2 header blocks.
 MAX_HEADER_SIZE_CEILING = 8 * 1_048_576
+# Memory: request bytes held at once by all requests together, what one echo document may grow to,
+# and the largest body whose `json` is parsed (parsing builds objects worth up to ~25x the text).
+DEFAULT_MAX_INFLIGHT_BYTES = 64 * 1_048_576
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1_048_576
+DEFAULT_MAX_JSON_BYTES = 1_048_576
+DEFAULT_PROMETHEUS_METRICS_PATH = "/metrics"
+# mendhak resolves OVERRIDE_RESPONSE_BODY_FILE_PATH against its app directory (Express res.sendFile
+# with root __dirname, /app in its image).
+MENDHAK_APP_DIR = Path("/app")
+LOG_FORMATS = ("summary", "full")
+METRIC_TYPES = ("summary", "histogram")
 
 
 class ConfigError(Exception):
@@ -76,6 +90,21 @@ class EchoConfig:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     labels_file: Path | None = None
     admin_prefix: str = DEFAULT_ADMIN_PREFIX
+    additional_trusted_proxies: tuple[Network, ...] = ()
+    cookie_secret: str | None = field(default=None, repr=False)
+    prometheus_enabled: bool = False
+    prometheus_metrics_path: str = DEFAULT_PROMETHEUS_METRICS_PATH
+    prometheus_with_path: bool = False
+    prometheus_with_method: bool = True
+    prometheus_with_status: bool = True
+    prometheus_metric_type: Literal["summary", "histogram"] = "summary"
+    log_format: Literal["summary", "full"] = "summary"
+    # None = anyone may flip readiness; else only peers in these networks (default: loopback).
+    readyz_change_from: tuple[Network, ...] | None = TrustedProxies.LOOPBACK
+    max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    max_json_bytes: int = DEFAULT_MAX_JSON_BYTES
+    service_version: str | None = None
 
     @property
     def cors_enabled(self) -> bool:
@@ -86,9 +115,10 @@ class EchoConfig:
 class _Setting:
     env: str
     flag: str | None
-    help: str
+    help: str  # for the variable: says what a value means
     metavar: str = "VALUE"
     is_bool: bool = False
+    flag_help: str | None = None  # for the flag, when it reads differently (a switch takes no value)
 
 
 # One table drives the argument parser, the environment lookup and the --help text, so the three
@@ -113,17 +143,18 @@ _SETTINGS: dict[str, _Setting] = {
         "PEM certificate chain; unset = self-signed ECDSA P-256 made at start",
         "FILE",
     ),
-    "https_key_file": _Setting("HTTPS_KEY_FILE", "--key-file", "PEM private key for --cert-file", "FILE"),
+    "https_key_file": _Setting("HTTPS_KEY_FILE", "--key-file", "PEM private key for the certificate", "FILE"),
     "mtls_enable": _Setting(
         "MTLS_ENABLE",
         "--mtls",
-        "ask HTTPS clients for a certificate and report it (default false)",
+        "true = ask HTTPS clients for a certificate and report it (default false)",
         is_bool=True,
+        flag_help="ask HTTPS clients for a certificate and report it",
     ),
     "mtls_ca_file": _Setting(
         "MTLS_CA_FILE",
         "--mtls-ca-file",
-        "PEM CA bundle: with MTLS_ENABLE, client certificates must verify",
+        "PEM CA bundle: with mTLS on, client certificates must verify against it",
         "FILE",
     ),
     "echo_back_to_client": _Setting(
@@ -135,11 +166,23 @@ _SETTINGS: dict[str, _Setting] = {
     "echo_include_env_vars": _Setting(
         "ECHO_INCLUDE_ENV_VARS",
         None,
-        "add an 'env' field (secret-looking names redacted) (default false)",
+        "true = add an 'env' field (secret-looking values redacted) (default false)",
         is_bool=True,
     ),
     "jwt_header": _Setting(
         "JWT_HEADER", "--jwt-header", "request header holding a JWT to decode into 'jwt'", "NAME"
+    ),
+    "cookie_secret": _Setting(
+        "COOKIE_SECRET",
+        None,
+        "secret for signed cookies (cookie-parser's s: cookies) shown in 'signedCookies'",
+        "SECRET",
+    ),
+    "additional_trusted_proxies": _Setting(
+        "ADDITIONAL_TRUSTED_PROXIES",
+        "--additional-trusted-proxies",
+        "addresses/CIDRs trusted as proxies besides loopback, link-local and private ones",
+        "LIST",
     ),
     "log_ignore_path": _Setting(
         "LOG_IGNORE_PATH", None, "path, or regular expression matching whole paths, not to log", "REGEX"
@@ -149,6 +192,13 @@ _SETTINGS: dict[str, _Setting] = {
         "--no-request-logs",
         "true = no per-request log line (default false)",
         is_bool=True,
+        flag_help="no per-request log line",
+    ),
+    "log_format": _Setting(
+        "LOG_FORMAT",
+        "--log-format",
+        "'summary' (one line per request) or 'full' (the whole request, body included) (default summary)",
+        "FORMAT",
     ),
     "log_without_newline": _Setting(
         "LOG_WITHOUT_NEWLINE",
@@ -159,7 +209,7 @@ _SETTINGS: dict[str, _Setting] = {
     "preserve_header_case": _Setting(
         "PRESERVE_HEADER_CASE",
         None,
-        "echo header names in their wire case (Title-Case when unknown)",
+        "true = header names in 'headers' keep their wire case, as mendhak shows them (default false)",
         is_bool=True,
     ),
     "max_header_size": _Setting(
@@ -179,8 +229,41 @@ _SETTINGS: dict[str, _Setting] = {
     "override_response_body_file_path": _Setting(
         "OVERRIDE_RESPONSE_BODY_FILE_PATH",
         None,
-        "serve this file's bytes as every echo response body",
+        "serve this file as every echo response body (relative to /app as in mendhak, else as given)",
         "FILE",
+    ),
+    "prometheus_enabled": _Setting(
+        "PROMETHEUS_ENABLED",
+        "--prometheus",
+        "true = mendhak's Prometheus metrics (express-prom-bundle series) at PROMETHEUS_METRICS_PATH "
+        "(default false)",
+        is_bool=True,
+        flag_help="serve mendhak's Prometheus metrics (express-prom-bundle series) at the metrics path",
+    ),
+    "prometheus_metrics_path": _Setting(
+        "PROMETHEUS_METRICS_PATH",
+        "--prometheus-metrics-path",
+        "path of those metrics, a regular expression as in mendhak "
+        f"(default {DEFAULT_PROMETHEUS_METRICS_PATH})",
+        "PATH",
+    ),
+    "prometheus_with_path": _Setting(
+        "PROMETHEUS_WITH_PATH",
+        None,
+        "true = a 'path' label (ids replaced by #val) (default false)",
+        is_bool=True,
+    ),
+    "prometheus_with_method": _Setting(
+        "PROMETHEUS_WITH_METHOD", None, "false = no 'method' label (default true)", is_bool=True
+    ),
+    "prometheus_with_status": _Setting(
+        "PROMETHEUS_WITH_STATUS", None, "false = no 'status_code' label (default true)", is_bool=True
+    ),
+    "prometheus_metric_type": _Setting(
+        "PROMETHEUS_METRIC_TYPE",
+        None,
+        "'summary' or 'histogram' for http_request_duration_seconds (default summary)",
+        "TYPE",
     ),
     "max_delay_ms": _Setting(
         "ECHO_MAX_DELAY_MS",
@@ -191,7 +274,27 @@ _SETTINGS: dict[str, _Setting] = {
     "max_body_bytes": _Setting(
         "ECHO_MAX_BODY_BYTES",
         "--max-body-bytes",
-        f"largest request body; more = 413 (default {DEFAULT_MAX_BODY_BYTES})",
+        "largest request body, after Content-Encoding decoding; more = 413 "
+        f"(default {DEFAULT_MAX_BODY_BYTES})",
+        "BYTES",
+    ),
+    "max_inflight_bytes": _Setting(
+        "ECHO_MAX_INFLIGHT_BYTES",
+        "--max-inflight-bytes",
+        "request bytes all requests may hold at once, echo documents included; more = 503 with "
+        f"Retry-After (default {DEFAULT_MAX_INFLIGHT_BYTES})",
+        "BYTES",
+    ),
+    "max_response_bytes": _Setting(
+        "ECHO_MAX_RESPONSE_BYTES",
+        "--max-response-bytes",
+        f"largest echo document one request may produce; more = 413 (default {DEFAULT_MAX_RESPONSE_BYTES})",
+        "BYTES",
+    ),
+    "max_json_bytes": _Setting(
+        "ECHO_MAX_JSON_BYTES",
+        "--max-json-bytes",
+        f"largest JSON body parsed into 'json' (default {DEFAULT_MAX_JSON_BYTES})",
         "BYTES",
     ),
     "drain_seconds": _Setting(
@@ -228,6 +331,18 @@ _SETTINGS: dict[str, _Setting] = {
         f"path prefix of the admin endpoints (default {DEFAULT_ADMIN_PREFIX})",
         "PATH",
     ),
+    "readyz_change_from": _Setting(
+        "ECHO_READYZ_CHANGE_FROM",
+        "--readyz-change-from",
+        "who may POST to the readyz endpoint: 'loopback' (default), 'any', or addresses/CIDRs",
+        "LIST",
+    ),
+    "service_version": _Setting(
+        "SERVICE_VERSION",
+        "--service-version",
+        "x-echo-version and pod.version (default: label 'version', else 'unknown')",
+        "VERSION",
+    ),
 }
 
 _IDENTITY_ENV_HELP = (
@@ -236,18 +351,19 @@ _IDENTITY_ENV_HELP = (
     ("POD_IP", "pod.ip"),
     ("NODE_NAME", "pod.node"),
     ("POD_SERVICE_ACCOUNT", "pod.service_account"),
-    ("SERVICE_VERSION", "x-echo-version and pod.version (default: label 'version', else 'unknown')"),
 )
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
+PROG = "echo-server"
+SHORT_USAGE = f"usage: {PROG} [options]\nTry '{PROG} --help' for every flag and environment variable.\n"
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so main_impl owns the exit code."""
 
     def error(self, message: str) -> NoReturn:
-        raise ConfigError(message, self.format_usage())
+        raise ConfigError(message, SHORT_USAGE)
 
 
 def _epilog() -> str:
@@ -260,22 +376,23 @@ def _epilog() -> str:
     return "\n".join(lines)
 
 
-def build_parser(prog: str = "echo-server") -> argparse.ArgumentParser:
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser = _Parser(
         prog=prog,
+        usage="%(prog)s [options]",
         description="A fast, mesh-aware HTTP/HTTPS/WebSocket echo server (mendhak/http-https-echo drop-in).",
         epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    for field, setting in _SETTINGS.items():
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    for field_name, setting in _SETTINGS.items():
         if setting.flag is None:
             continue
+        text = setting.flag_help or setting.help
         if setting.is_bool:
-            parser.add_argument(
-                setting.flag, dest=field, action="store_const", const="true", help=setting.help
-            )
+            parser.add_argument(setting.flag, dest=field_name, action="store_const", const="true", help=text)
         else:
-            parser.add_argument(setting.flag, dest=field, metavar=setting.metavar, help=setting.help)
+            parser.add_argument(setting.flag, dest=field_name, metavar=setting.metavar, help=text)
     return parser
 
 
@@ -284,15 +401,25 @@ def usage() -> str:
     return build_parser().format_help()
 
 
+def version_text() -> str:
+    return f"{PROG} {__version__}\n"
+
+
 def env_var_names() -> tuple[str, ...]:
     return tuple(s.env for s in _SETTINGS.values()) + tuple(name for name, _ in _IDENTITY_ENV_HELP)
 
 
-def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> EchoConfig:
-    """Build and validate the config; raises ConfigError on any bad flag or variable."""
+def load_config(
+    argv: Sequence[str], environ: Mapping[str, str], *, app_dir: Path = MENDHAK_APP_DIR
+) -> EchoConfig:
+    """Build and validate the config; raises ConfigError on any bad flag or variable.
+
+    ``app_dir`` is where a relative or ``/``-rooted OVERRIDE_RESPONSE_BODY_FILE_PATH is looked up
+    first, as mendhak does; tests pass their own.
+    """
     parser = build_parser()
     args = parser.parse_args(list(argv))
-    text = usage()
+    text = SHORT_USAGE
 
     def raw(field: str) -> tuple[str, str] | None:
         setting = _SETTINGS[field]
@@ -372,6 +499,38 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> EchoConfig:
             fail(source, f"file not readable: {value}")
         return path
 
+    def choice(field: str, choices: tuple[str, ...], default: str) -> str:
+        got = raw(field)
+        if got is None:
+            return default
+        value, source = got
+        if value.lower() not in choices:
+            fail(source, f"expected {' or '.join(choices)}, got {value!r}")
+        return value.lower()
+
+    def networks(field: str) -> tuple[Network, ...] | None:
+        got = raw(field)
+        if got is None:
+            return None
+        value, source = got
+        try:
+            return parse_networks(value)
+        except TrustError as exc:
+            fail(source, str(exc))
+
+    def override_file(field: str) -> Path | None:
+        got = raw(field)
+        if got is None:
+            return None
+        value, source = got
+        path = resolve_override_path(value, app_dir)
+        if path is None:
+            under = app_dir / value.lstrip("/")
+            fail(source, f"no such file: {under} (mendhak's app directory) nor {value}")
+        if not os.access(path, os.R_OK):
+            fail(source, f"file not readable: {path}")
+        return path
+
     def string(field: str) -> str | None:
         got = raw(field)
         if got is None:
@@ -435,6 +594,31 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> EchoConfig:
             fail(_source(field), "expected a positive number of seconds")
         return value
 
+    readyz_from: tuple[Network, ...] | None = TrustedProxies.LOOPBACK
+    got = raw("readyz_change_from")
+    if got is not None and got[0].lower() == "any":
+        readyz_from = None
+    elif got is not None:
+        readyz_from = networks("readyz_change_from")
+
+    prometheus_path = string("prometheus_metrics_path") or DEFAULT_PROMETHEUS_METRICS_PATH
+    if not prometheus_path.startswith("/"):
+        raise ConfigError(f"PROMETHEUS_METRICS_PATH: must start with '/', got {prometheus_path!r}", text)
+    try:
+        re.compile(prometheus_path)
+    except re.error as exc:
+        raise ConfigError(f"PROMETHEUS_METRICS_PATH: not a regular expression: {exc}", text) from None
+
+    max_body_bytes = positive_int("max_body_bytes", DEFAULT_MAX_BODY_BYTES)
+    max_inflight_bytes = positive_int("max_inflight_bytes", DEFAULT_MAX_INFLIGHT_BYTES)
+    if max_inflight_bytes < max_body_bytes:
+        raise ConfigError(
+            f"ECHO_MAX_INFLIGHT_BYTES ({max_inflight_bytes}) must be at least ECHO_MAX_BODY_BYTES "
+            f"({max_body_bytes}), or no request with the largest body could ever be served",
+            text,
+        )
+    cookie_secret = raw("cookie_secret")
+
     return EchoConfig(
         http_port=http_port,
         https_port=https_port,
@@ -456,16 +640,50 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> EchoConfig:
         cors_allow_methods=string("cors_allow_methods"),
         cors_allow_headers=string("cors_allow_headers"),
         cors_allow_credentials=boolean("cors_allow_credentials", False),
-        override_response_body_file_path=readable_file("override_response_body_file_path"),
+        override_response_body_file_path=override_file("override_response_body_file_path"),
         max_delay_ms=positive_int("max_delay_ms", DEFAULT_MAX_DELAY_MS, allow_zero=True),
-        max_body_bytes=positive_int("max_body_bytes", DEFAULT_MAX_BODY_BYTES),
+        max_body_bytes=max_body_bytes,
         drain_seconds=seconds("drain_seconds", DEFAULT_DRAIN_SECONDS),
         header_timeout_seconds=timeout("header_timeout_seconds", DEFAULT_HEADER_TIMEOUT_SECONDS),
         body_timeout_seconds=timeout("body_timeout_seconds", DEFAULT_BODY_TIMEOUT_SECONDS),
         max_connections=positive_int("max_connections", DEFAULT_MAX_CONNECTIONS),
         labels_file=readable_file("labels_file"),
         admin_prefix=admin_prefix,
+        additional_trusted_proxies=networks("additional_trusted_proxies") or (),
+        cookie_secret=cookie_secret[0] if cookie_secret else None,
+        prometheus_enabled=boolean("prometheus_enabled", False),
+        prometheus_metrics_path=prometheus_path,
+        prometheus_with_path=boolean("prometheus_with_path", False),
+        prometheus_with_method=boolean("prometheus_with_method", True),
+        prometheus_with_status=boolean("prometheus_with_status", True),
+        prometheus_metric_type="histogram"
+        if choice("prometheus_metric_type", METRIC_TYPES, "summary") == "histogram"
+        else "summary",
+        log_format="full" if choice("log_format", LOG_FORMATS, "summary") == "full" else "summary",
+        readyz_change_from=readyz_from,
+        max_inflight_bytes=max_inflight_bytes,
+        max_response_bytes=positive_int("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES),
+        max_json_bytes=positive_int("max_json_bytes", DEFAULT_MAX_JSON_BYTES, allow_zero=True),
+        service_version=string("service_version"),
     )
+
+
+def resolve_override_path(value: str, app_dir: Path) -> Path | None:
+    """OVERRIDE_RESPONSE_BODY_FILE_PATH → the file to serve, or None when there is none.
+
+    mendhak calls Express's ``res.sendFile(value, {root: __dirname})``: the value, absolute or not, is
+    taken relative to the app directory (``/test.html`` → ``/app/test.html``), and ``..`` may not
+    leave it. That is tried first, so mendhak's documented ``-v $PWD/test.html:/app/test.html`` works
+    unchanged. Otherwise the value is an ordinary path (absolute, or relative to the current
+    directory), so ``echo-server`` outside a container can serve ``./page.html``.
+    """
+    parts = [part for part in Path(value).parts if part not in ("/", "")]
+    if ".." not in parts:
+        under = app_dir.joinpath(*parts) if parts else app_dir
+        if under.is_file():
+            return under
+    plain = Path(value)
+    return plain if plain.is_file() else None
 
 
 # RFC 9110 token characters: what a header name may contain.

@@ -9,6 +9,7 @@ Status precedence when several apply: fail-attempts, then status mix, then the f
 
 from __future__ import annotations
 
+import mimetypes
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -70,15 +71,31 @@ class Controls:
 NO_CONTROLS = Controls()
 
 
+def _shown(text: str, limit: int = 64) -> str:
+    """A value quoted for an error message, cut short: an error must not echo 1 MiB back."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
+
+
 def _first(name: str, headers: Mapping[str, Sequence[str]], query: Mapping[str, Sequence[str]]) -> str | None:
     values = headers.get(name) or query.get(name)
     return values[0] if values else None
 
 
+# Digits are counted before int(): Python refuses to convert more than 4,300 of them, and no value
+# needs more than these.
+_MAX_STATUS_DIGITS = 3
+_MAX_COUNT_DIGITS = 9
+_PERCENT = re.compile(r"\d{1,3}(?:\.\d{1,9})?")
+
+
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
 def parse_status(control: str, text: str) -> int:
     text = text.strip()
-    if not (text.isascii() and text.isdigit()):
-        raise ControlError(control, f"expected a status code {MIN_STATUS}-{MAX_STATUS}, got {text!r}")
+    if not _digits(text) or len(text) > _MAX_STATUS_DIGITS:
+        raise ControlError(control, f"expected a status code {MIN_STATUS}-{MAX_STATUS}, got {_shown(text)}")
     status = int(text)
     if not MIN_STATUS <= status <= MAX_STATUS:
         raise ControlError(control, f"expected a status code {MIN_STATUS}-{MAX_STATUS}, got {text!r}")
@@ -88,8 +105,10 @@ def parse_status(control: str, text: str) -> int:
 def parse_delay(text: str, max_delay_ms: int) -> tuple[int, bool]:
     """Milliseconds to wait, clamped to ``max_delay_ms``; returns (delay, was_capped)."""
     text = text.strip()
-    if not (text.isascii() and text.isdigit()):
-        raise ControlError(DELAY_MS, f"expected whole milliseconds >= 0, got {text!r}")
+    if not _digits(text):
+        raise ControlError(DELAY_MS, f"expected whole milliseconds >= 0, got {_shown(text)}")
+    if len(text.lstrip("0")) > len(str(max_delay_ms)):
+        return max_delay_ms, True
     delay = int(text)
     if delay > max_delay_ms:
         return max_delay_ms, True
@@ -108,12 +127,12 @@ def parse_status_mix(text: str) -> tuple[tuple[int, float], ...]:
         if not sep:
             raise ControlError(STATUS_MIX, f"expected STATUS:PERCENT items, got {item!r}")
         status = parse_status(STATUS_MIX, status_text)
-        try:
-            percent = float(percent_text)
-        except ValueError:
-            raise ControlError(STATUS_MIX, f"expected a percentage, got {percent_text.strip()!r}") from None
+        percent_text = percent_text.strip()
+        if not (percent_text.isascii() and _PERCENT.fullmatch(percent_text)):
+            raise ControlError(STATUS_MIX, f"expected a percentage, got {_shown(percent_text)}")
+        percent = float(percent_text)
         if not 0 <= percent <= 100:
-            raise ControlError(STATUS_MIX, f"percentage must be 0-100, got {percent_text.strip()!r}")
+            raise ControlError(STATUS_MIX, f"percentage must be 0-100, got {percent_text!r}")
         total += percent
         mix.append((status, percent))
     if not mix:
@@ -137,9 +156,11 @@ def pick_status(mix: Sequence[tuple[int, float]], draw: float) -> int | None:
 def parse_fail_attempts(text: str) -> tuple[int, int]:
     """``N`` or ``N:STATUS`` → (N, status): attempts 1..N fail with STATUS (default 503)."""
     count_text, sep, status_text = text.strip().partition(":")
-    count_text = count_text.strip()
-    if not (count_text.isascii() and count_text.isdigit()):
-        raise ControlError(FAIL_ATTEMPTS, f"expected N or N:STATUS, got {text.strip()!r}")
+    count_text = count_text.strip().lstrip("0") or "0"
+    if not _digits(count_text) or len(count_text) > _MAX_COUNT_DIGITS:
+        raise ControlError(
+            FAIL_ATTEMPTS, f"expected N (at most 9 digits) or N:STATUS, got {_shown(text.strip())}"
+        )
     status = parse_status(FAIL_ATTEMPTS, status_text) if sep else DEFAULT_FAIL_STATUS
     return int(count_text), status
 
@@ -159,6 +180,51 @@ def parse_response_header(text: str) -> tuple[str, str]:
     if not _FIELD_VALUE.fullmatch(value):
         raise ControlError(RESPONSE_HEADER, f"value of {name!r} has control characters")
     return name, value
+
+
+# RFC 9110 §8.3.1: media-type = type "/" subtype parameters, parameters = *( OWS ";" OWS [ parameter ] ),
+# parameter = token "=" ( token / quoted-string ).
+_TOKEN_TEXT = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_QUOTED = r'"(?:[\t\x20\x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t\x20-\x7e\x80-\xff])*"'
+_MEDIA_TYPE = re.compile(
+    rf"{_TOKEN_TEXT}/{_TOKEN_TEXT}(?:[ \t]*;[ \t]*(?:{_TOKEN_TEXT}=(?:{_TOKEN_TEXT}|{_QUOTED}))?)*"
+)
+
+
+_EXTENSION = re.compile(r"\.?[0-9A-Za-z]{1,16}")
+
+
+def express_content_type(media_type: str) -> str:
+    """Express's res.set('Content-Type'): text types and JSON/JavaScript get ``; charset=utf-8`` added.
+
+    (mime 1.x's charsets.lookup, which Express 4 calls, answers UTF-8 for ``text/*``,
+    ``application/json`` and ``application/javascript``.)
+    """
+    if "charset=" in media_type.lower():
+        return media_type
+    essence = media_type.split(";", 1)[0].strip().lower()
+    if essence.startswith("text/") or essence in ("application/json", "application/javascript"):
+        return f"{media_type}; charset=utf-8"
+    return media_type
+
+
+def parse_media_type(text: str) -> str:
+    """``x-set-response-content-type`` → the response Content-Type, as Express's res.type() sets it.
+
+    A media type as RFC 9110 writes it (``text/html; charset=utf-8``), or, as in Express, a file
+    extension (``json``, ``.html``) that names one. Anything else is refused, where mendhak would
+    have sent ``application/octet-stream``.
+    """
+    text = text.strip()
+    if "/" not in text and _EXTENSION.fullmatch(text):
+        guessed = mimetypes.types_map.get("." + text.lstrip(".").lower())
+        if guessed is not None:
+            return express_content_type(guessed)
+    if not _MEDIA_TYPE.fullmatch(text):
+        raise ControlError(
+            CONTENT_TYPE, f"not a media type (type/subtype[; name=value]) or known extension: {_shown(text)}"
+        )
+    return express_content_type(text)
 
 
 def parse_bool(control: str, text: str) -> bool:
@@ -207,9 +273,7 @@ def parse_controls(
 
     content_type = _first(CONTENT_TYPE, headers, query)
     if content_type is not None:
-        content_type = content_type.strip()
-        if not content_type or not _FIELD_VALUE.fullmatch(content_type):
-            raise ControlError(CONTENT_TYPE, f"not a usable content type: {content_type!r}")
+        content_type = parse_media_type(content_type)
 
     text = _first(BODY_ONLY, headers, query)
     body_only = parse_bool(BODY_ONLY, text) if text is not None else False

@@ -82,10 +82,15 @@ def mesh_info(headers: Mapping[str, str]) -> Mesh:
 
 
 def parse_attempt(value: str | None) -> int | None:
+    """``x-envoy-attempt-count`` as a number; None when absent or not a plain count.
+
+    Envoy counts attempts in a uint32; more than 10 digits is not a count (and more than 4,300
+    would make int() raise), so such a value is None like any other invalid one.
+    """
     if value is None:
         return None
     value = value.strip()
-    if not value.isdigit() or not value.isascii():
+    if not value.isdigit() or not value.isascii() or len(value) > 10:
         return None
     return int(value)
 

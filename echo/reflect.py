@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC
@@ -24,16 +25,21 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from echo.cookies import parse_cookies
 from echo.jwt import decode_jwt
 from echo.mesh import mesh_info
+from echo.trust import TrustedProxies
 
 TLS_EXTENSION = "meshecho.tls"
-# Optional, from the serving layer: header names as they were on the wire, same order as scope headers.
-RAW_HEADER_NAMES_EXTENSION = "meshecho.raw_header_names"
+# From the serving layer, only with PRESERVE_HEADER_CASE: the header names as received (bytes), in
+# the order of scope["headers"].
+RAW_HEADER_NAMES_EXTENSION = "echo.raw_header_names"
+# Express "trust proxy" = ['loopback', 'linklocal', 'uniquelocal'], as mendhak configures it.
+_MENDHAK_TRUST = TrustedProxies(TrustedProxies.MENDHAK_DEFAULT)
 
+# An environment variable whose name contains one of these is a secret: its value is hidden whole.
 _SECRET_WORDS = (
-    "PASSWORD",
-    "PASSWD",
+    "PASS",  # PASSWORD, PASSWD, PASSPHRASE, PGPASS(FILE)
     "SECRET",
     "TOKEN",
     "KEY",
@@ -42,8 +48,20 @@ _SECRET_WORDS = (
     "PRIVATE",
     "CERT",
     "SESSION",
+    "COOKIE",
+    "DSN",
+    "SALT",
+    "SIGNATURE",
 )
 REDACTED = "[redacted]"
+# Any other value may still hold a secret: a URL with user:password@ (DATABASE_URL, REDIS_URL,
+# AMQP_URL…), a secret-looking query parameter, or a PEM private key.
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#@\s]*)@")
+_SECRET_QUERY = re.compile(
+    r"(?P<name>[?&;](?:[^=&;#\s]*(?:pass|secret|token|key|auth|sig|credential)[^=&;#\s]*)=)(?P<value>[^&;#\s]*)",
+    re.IGNORECASE,
+)
+_PEM_PRIVATE = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
 
 
 def is_secret_name(name: str) -> bool:
@@ -51,9 +69,29 @@ def is_secret_name(name: str) -> bool:
     return any(word in upper for word in _SECRET_WORDS)
 
 
+def _mask_userinfo(match: re.Match[str]) -> str:
+    user, colon, _ = match.group("userinfo").partition(":")
+    # user:password@ keeps the user; a lone userinfo is often a token (https://TOKEN@host): hidden.
+    return f"{match.group('scheme')}{user}:{REDACTED}@" if colon else f"{match.group('scheme')}{REDACTED}@"
+
+
+def redact_value(value: str) -> str:
+    """Hide the secret parts of a value whose name did not look secret."""
+    if _PEM_PRIVATE.search(value):
+        return REDACTED
+    if "@" in value and "://" in value:
+        value = _URL_USERINFO.sub(_mask_userinfo, value)
+    if "=" in value:
+        value = _SECRET_QUERY.sub(lambda match: match.group("name") + REDACTED, value)
+    return value
+
+
 def redact_environ(environ: Mapping[str, str]) -> dict[str, str]:
-    """``ECHO_INCLUDE_ENV_VARS``: the environment with secret-looking names' values hidden."""
-    return {name: (REDACTED if is_secret_name(name) else value) for name, value in sorted(environ.items())}
+    """``ECHO_INCLUDE_ENV_VARS``: the environment with secrets hidden (by name, then by value)."""
+    return {
+        name: (REDACTED if is_secret_name(name) else redact_value(value))
+        for name, value in sorted(environ.items())
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +101,9 @@ class ReflectOptions:
     jwt_header: str | None = None  # lower-case
     preserve_header_case: bool = False
     env: Mapping[str, str] | None = None
+    trust: TrustedProxies = _MENDHAK_TRUST
+    cookie_secret: str | None = None
+    max_json_bytes: int = 1_048_576
 
 
 def safe_text(text: str) -> str:
@@ -101,18 +142,40 @@ def _title_case(name: str) -> str:
 
 
 def display_headers(
-    raw: Sequence[tuple[bytes, bytes]], headers: dict[str, str], wire_names: Sequence[bytes] | None
+    raw: Sequence[tuple[bytes, bytes]],
+    headers: Mapping[str, str],
+    wire_names: Sequence[bytes] | None,
+    http_version: str,
 ) -> dict[str, str]:
-    """PRESERVE_HEADER_CASE: the wire case when the server told us, else Title-Case."""
-    out: dict[str, str] = {}
-    for index, (name_bytes, _) in enumerate(raw):
-        lower = name_bytes.decode("latin-1").lower()
-        if wire_names is not None and index < len(wire_names):
-            shown = wire_names[index].decode("latin-1")
+    """PRESERVE_HEADER_CASE: mendhak's rule applied to the names as they were on the wire.
+
+    mendhak copies the lower-case ``req.headers``; then for each raw name that has an upper-case
+    letter it sets ``headers[rawName] = req.header(rawName)`` (the processed value) and deletes the
+    lower-case key. So lower-case names keep their place and value, names sent with capitals move to
+    the end, in arrival order, and two spellings of one name both appear.
+
+    The wire names come from the serving layer (``echo.raw_header_names``). Without them: on HTTP/2
+    every name is lower-case on the wire, so the rule leaves ``headers`` as it is; on HTTP/1.x, where
+    the case is unknown, names are shown Title-Case.
+    """
+    if wire_names is None or len(wire_names) != len(raw):
+        if http_version == "2":
+            return dict(headers)
+        wire_names = [_title_case(name.decode("latin-1")).encode("latin-1") for name, _ in raw]
+    out = dict(headers)
+    for wire in wire_names:
+        shown = wire.decode("latin-1")
+        lower = shown.lower()
+        if shown == lower:
+            continue
+        if lower in ("referer", "referrer"):  # Express's req.header() treats the two as one
+            value = headers.get("referrer") or headers.get("referer")
         else:
-            shown = _title_case(lower)
-        if shown not in out:
-            out[shown] = headers[lower]
+            value = headers.get(lower)
+        if value is None:
+            continue
+        out[shown] = value
+        out.pop(lower, None)
     return out
 
 
@@ -137,74 +200,14 @@ def parse_query(query_string: bytes) -> dict[str, str | list[str]]:
     return out
 
 
-_NO_COOKIES: dict[str, str] = {}
-
-
-def parse_cookies(header: str | None) -> dict[str, str]:
-    """Cookie header → {name: value}; the result may be shared between requests: do not mutate it."""
-    return _parse_cookies(header) if header else _NO_COOKIES
-
-
-@lru_cache(maxsize=512)
-def _parse_cookies(header: str) -> dict[str, str]:
-    cookies: dict[str, str] = {}
-    for item in header.split(";"):
-        name, sep, value = item.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            continue
-        value = value.strip()
-        if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
-            value = value[1:-1]
-        cookies.setdefault(name, value)
-    return cookies
-
-
-# Express "trust proxy" = ['loopback', 'linklocal', 'uniquelocal'], as mendhak configures it.
-_TRUSTED_NETWORKS = tuple(
-    ipaddress.ip_network(net)
-    for net in (
-        "127.0.0.0/8",
-        "::1/128",
-        "169.254.0.0/16",
-        "fe80::/10",
-        "10.0.0.0/8",
-        "172.16.0.0/12",
-        "192.168.0.0/16",
-        "fc00::/7",
-    )
-)
-
-
-@lru_cache(maxsize=1024)
 def is_trusted_proxy(address: str) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return any(ip in net for net in _TRUSTED_NETWORKS)
+    """Trusted by mendhak's own ``trust proxy`` setting (loopback, link-local, private)."""
+    return _MENDHAK_TRUST.trusted(address)
 
 
 def client_addresses(peer: str | None, forwarded_for: str | None) -> tuple[str | None, list[str]]:
-    """Express's (req.ip, req.ips): walk X-Forwarded-For from the right while the hop is trusted."""
-    if peer is None:
-        return None, []
-    if not forwarded_for or not is_trusted_proxy(peer):
-        return peer, []
-    ip, ips = _forwarded_chain(peer, forwarded_for)
-    return ip, list(ips)
-
-
-@lru_cache(maxsize=1024)
-def _forwarded_chain(peer: str, forwarded_for: str) -> tuple[str, tuple[str, ...]]:
-    chain = [peer]
-    for hop in reversed([part.strip() for part in forwarded_for.split(",")]):
-        chain.append(hop)
-        if not is_trusted_proxy(hop):
-            break
-    return chain[-1], tuple(reversed(chain[1:]))
+    """Express's (req.ip, req.ips) under mendhak's default trust."""
+    return _MENDHAK_TRUST.client_addresses(peer, forwarded_for)
 
 
 def _hostname(host: str) -> str:
@@ -372,15 +375,18 @@ def reflect(
     options: ReflectOptions,
     *,
     query: Mapping[str, object] | None = None,
+    content_encoding: Mapping[str, object] | None = None,
 ) -> dict[str, Any]:
-    """Build the echo document. ``headers`` is ``headers_dict(scope["headers"])``.
+    """Build the echo document. ``headers`` is ``headers_dict(scope["headers"])``; ``body`` is decoded.
 
     This runs for every request: helpers are only called when their header is present.
+    ``content_encoding`` describes a decoded Content-Encoding (``{"decoded": [...], "encoded_bytes"}``).
     """
     method: str = scope["method"]
     client = scope.get("client")
     peer = client[0] if client else None
-    trusted_peer = peer is not None and is_trusted_proxy(peer)
+    trust = options.trust
+    trusted_peer = peer is not None and trust.trusted(peer)
 
     host = headers.get("x-forwarded-host") if trusted_peer else None
     host = host.split(",", 1)[0].strip() if host else headers.get("host")
@@ -395,28 +401,30 @@ def reflect(
     if forwarded_for is None or peer is None:
         ip, ips = peer, []
     else:
-        ip, ips = client_addresses(peer, forwarded_for)
+        ip, ips = trust.client_addresses(peer, forwarded_for)
     extensions = scope.get("extensions")
     tls = extensions.get(TLS_EXTENSION) if extensions else None
 
     if options.preserve_header_case:
         shown_headers: Mapping[str, str] = display_headers(
             scope["headers"],
-            dict(headers),
+            headers,
             extensions.get(RAW_HEADER_NAMES_EXTENSION) if extensions else None,
+            scope.get("http_version", "1.1"),
         )
     else:
         shown_headers = headers
 
     body_text, encoding = body_fields(body) if body else ("", "utf-8")
     path: str = scope["path"]
-    cookie = headers.get("cookie")
+    cookies, signed_cookies = parse_cookies(headers.get("cookie"), options.cookie_secret)
     doc: dict[str, Any] = {
         "path": path if path.isascii() else safe_text(path),
         "headers": shown_headers,
         "method": method,
         "body": body_text,
-        "cookies": _parse_cookies(cookie) if cookie else {},
+        "cookies": cookies,
+        "signedCookies": signed_cookies,
         "fresh": _fresh(method, headers)
         if "if-none-match" in headers or "if-modified-since" in headers
         else False,
@@ -437,10 +445,17 @@ def reflect(
         tls_doc = None
     content_type = headers.get("content-type")
     if content_type is not None and is_json_content_type(content_type):
-        try:
-            doc["json"] = orjson.loads(body) if body else None
-        except orjson.JSONDecodeError:
+        if len(body) > options.max_json_bytes:
             doc["json"] = None
+            doc["json_error"] = (
+                f"not parsed: body larger than {options.max_json_bytes} bytes (ECHO_MAX_JSON_BYTES)"
+            )
+        else:
+            try:
+                doc["json"] = orjson.loads(body) if body else None
+            except orjson.JSONDecodeError as exc:
+                doc["json"] = None
+                doc["json_error"] = f"invalid JSON: {exc}"
     if options.jwt_header is not None:
         token = headers.get(options.jwt_header)
         if token:
@@ -454,4 +469,6 @@ def reflect(
     doc["body_bytes"] = len(body)
     doc["body_sha256"] = hashlib.sha256(body).hexdigest() if body else _EMPTY_SHA256
     doc["body_encoding"] = encoding
+    if content_encoding is not None:
+        doc["content_encoding"] = content_encoding
     return doc

