@@ -91,6 +91,7 @@ class EchoHttpTools(HttpToolsProtocol):
     _overhead = 0
     _body_seen = False
     _hosts = 0
+    _fields_total = 0
     _line_done = False
     _line_prefix = b""
     _raw_line: bytes | None = None
@@ -198,12 +199,14 @@ class EchoHttpTools(HttpToolsProtocol):
             if busy:  # a pipelined head waits while an answer is still being made
                 self.deadline = self.loop.time() + limits.header_timeout
             else:
-                self._answer_and_close(408, f"request headers not received within {limits.header_timeout:g}s")
+                message = f"request headers not received within {limits.header_timeout:g}s"
+                self._answer_and_close(408, message, linger=False)
         elif self._in_body:
             if self.flow.read_paused:  # the app is not reading: the client is not the slow one
                 self.deadline = self.loop.time() + limits.body_timeout
             elif cycle is not None and not cycle.response_started:
-                self._answer_and_close(408, f"request body paused for more than {limits.body_timeout:g}s")
+                message = f"request body paused for more than {limits.body_timeout:g}s"
+                self._answer_and_close(408, message, linger=False)
             else:
                 self._linger()
         else:  # a connection that never sent a request
@@ -212,7 +215,7 @@ class EchoHttpTools(HttpToolsProtocol):
 
     # -- answers of the serving layer ------------------------------------------------------------
 
-    def _answer_and_close(self, status: int, message: str) -> None:
+    def _answer_and_close(self, status: int, message: str, *, linger: bool = True) -> None:
         headers, body = self._ctx.error_response(status, message)
         parts = [STATUS_LINE[status]]
         for name, value in (*self.server_state.default_headers, *headers):
@@ -220,10 +223,10 @@ class EchoHttpTools(HttpToolsProtocol):
         parts += [b"connection: close\r\n\r\n", body]
         if not self.transport.is_closing():
             self.transport.write(b"".join(parts))
-        self._linger()
+        self._linger(at_once=not linger)
 
-    def _linger(self) -> None:
-        """Leave the connection to a lingering close: this protocol is done with it."""
+    def _linger(self, *, at_once: bool = False) -> None:
+        """Leave the connection to a lingering close (or close it now): this protocol is done with it."""
         self._rejected = True
         self.deadline = 0.0
         cycle = self.cycle
@@ -234,7 +237,10 @@ class EchoHttpTools(HttpToolsProtocol):
         self._unset_keepalive_if_required()
         self.connections.discard(self)
         self._ctx.guard.release(self)
-        LingeringClose.take_over(self.transport, self._ctx.guard)
+        if at_once:
+            self.transport.close()
+        else:
+            LingeringClose.take_over(self.transport, self._ctx.guard)
 
     def _reject(self, status: int, message: str) -> None:
         """From a parser callback: answer, then stop the parser."""
@@ -254,6 +260,7 @@ class EchoHttpTools(HttpToolsProtocol):
         super().on_message_begin()
         self._in_head = True
         self._hosts = 0
+        self._fields_total = 0
         if self._tls_facts is not None:
             self.scope["extensions"] = {TLS_EXTENSION: cast(dict[object, object], self._tls_facts)}
         if self._ctx.preserve_header_case:
@@ -270,9 +277,23 @@ class EchoHttpTools(HttpToolsProtocol):
             elif name == b"expect" and value.lower() == b"100-continue":
                 self.expect_100_continue = True
         else:
-            self._overhead += len(name) + len(value)
-            name = name.lower()
+            self._trailer_field(name, value)
+            return
         self.headers.append((name, value))
+
+    def _trailer_field(self, name: bytes, value: bytes) -> None:
+        # RFC 9112 §7.1.2: trailer fields are held to MAX_HEADER_SIZE together with the header
+        # fields (the scope's headers list gets both, as uvicorn gives them).
+        if not self._fields_total:
+            self._fields_total = sum(len(field) + len(content) for field, content in self.headers)
+        self._fields_total += len(name) + len(value)
+        self._overhead += len(name) + len(value)
+        self.headers.append((name.lower(), value))
+        limit = self._ctx.limits.max_header_bytes
+        if self._fields_total > limit:
+            self._reject(
+                431, f"request headers and trailers total {self._fields_total} bytes, more than {limit}"
+            )
 
     def _on_header_keeping_case(self, name: bytes, value: bytes) -> None:
         if self._raw_names is not None:
