@@ -55,6 +55,8 @@ _NOT_FORWARDED_ON_UPGRADE = frozenset(
     {b"connection", b"upgrade", b"http2-settings", b"host", b"keep-alive", b"proxy-connection", b"te"}
 )
 _HIGH_BYTE = re.compile(rb"[\x80-\xff]")
+# A request line starts with a method token and a space (RFC 9110 §5.6.2 token characters).
+_METHOD_THEN_SPACE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ ")
 SWITCHING_TO_H2C = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
 
 
@@ -153,7 +155,7 @@ class EchoHttpTools(HttpToolsProtocol):
             return
         except httptools.HttpParserError as error:
             if not self._rejected:
-                self._answer_and_close(400, f"malformed HTTP request: {_parser_reason(error)}")
+                self._answer_and_close(400, _parser_reason(error, data))
             return
         if self._in_head:
             self._track_head(original)
@@ -310,7 +312,14 @@ class EchoHttpTools(HttpToolsProtocol):
             size = sum(len(name) + len(value) for name, value in self.headers)
             if size > limit:
                 self._reject(431, f"request headers total {size} bytes, more than {limit}")
-        if self._hosts != 1 and self.parser.get_http_version() == "1.1":
+        version = self.parser.get_http_version()
+        if version != "1.1":
+            if version != "1.0":  # llhttp also takes 0.9 and 2.0 request lines
+                self._reject(
+                    505,
+                    f"HTTP/{version} is not spoken here: HTTP/1.0 and 1.1 (HTTP/2 by ALPN or on H2C_PORT)",
+                )
+        elif self._hosts != 1:
             problem = "without a Host header" if self._hosts == 0 else "with more than one Host header"
             self._reject(400, f"HTTP/1.1 request {problem} (RFC 9112 section 3.2)")
         self._head_bytes = 0
@@ -357,6 +366,8 @@ class EchoHttpTools(HttpToolsProtocol):
         pending = self._held + data
         # RFC 9112 §2.2: empty lines before a request line are ignored.
         start = 0 if self._in_head else len(pending) - len(pending.lstrip(b"\r\n"))
+        if not self._in_head and not _METHOD_THEN_SPACE.match(pending, start):
+            return pending  # not a request line (TLS on the plain port, garbage): llhttp refuses it
         line_end = pending.find(b"\n", start)
         if line_end < 0:
             self._held = pending
@@ -500,6 +511,10 @@ def escape_high_bytes(raw: bytes) -> bytes:
     return _HIGH_BYTE.sub(lambda match: b"%%%02X" % match[0][0], raw)
 
 
-def _parser_reason(error: Exception) -> str:
+def _parser_reason(error: Exception, data: bytes) -> str:
+    if data.startswith(b"PRI * HTTP/2.0"):
+        return "an HTTP/2 preface on an HTTP/1.x connection: use H2C_PORT, or ALPN h2 on HTTPS_PORT"
+    if isinstance(error.__context__, httptools.HttpParserInvalidURLError):
+        return "malformed HTTP request: the request target cannot be parsed"
     text = str(error) or type(error).__name__
-    return text.rstrip(".").lower()
+    return "malformed HTTP request: " + text.rstrip(".").lower()

@@ -58,10 +58,11 @@ from hypercorn.protocol.http_stream import HTTPStream
 from hypercorn.protocol.ws_stream import WSStream
 from hypercorn.typing import ConnectionState
 from hypercorn.utils import filter_pseudo_headers, parse_socket_addr
+from hyperframe.exceptions import InvalidDataError, InvalidFrameError
 from hyperframe.frame import ContinuationFrame, DataFrame, Frame, GoAwayFrame, HeadersFrame, RstStreamFrame
 from priority.priority import DuplicateStreamError, MissingStreamError, PriorityError
 
-from echo.connections import ConnectionGuard, ErrorResponse, Limits, Notices
+from echo.connections import LINGER_IDLE_SECONDS, ConnectionGuard, ErrorResponse, Limits, Notices
 from echo.http1 import TLS_EXTENSION, escape_high_bytes
 
 Scope = MutableMapping[str, Any]
@@ -91,7 +92,8 @@ class HeaderBlockTooLarge(Exception):
 
 
 class _FrameBuffer(h2.frame_buffer.FrameBuffer):
-    """h2's frame buffer with header blocks bounded in bytes rather than in CONTINUATION frames."""
+    """h2's frame buffer with header blocks bounded in bytes rather than in CONTINUATION frames,
+    and read without recursion (h2 recursed once per buffered CONTINUATION frame)."""
 
     def __init__(self, bound: int) -> None:
         super().__init__(server=True)
@@ -99,6 +101,28 @@ class _FrameBuffer(h2.frame_buffer.FrameBuffer):
         # Empty CONTINUATION frames cost memory too: bound their number as well.
         self._max_frames = max(h2.frame_buffer.CONTINUATION_BACKLOG, bound // 1024)
         self._block_bytes = 0
+
+    def __next__(self) -> Frame:
+        while True:
+            if len(self._data) < 9:
+                raise StopIteration
+            try:
+                frame, length = Frame.parse_frame_header(memoryview(self._data[:9]))
+            except (InvalidDataError, InvalidFrameError) as error:
+                raise h2.exceptions.ProtocolError(f"Received frame with invalid header: {error}") from error
+            if len(self._data) < length + 9:
+                raise StopIteration
+            self._validate_frame_length(length)
+            try:
+                frame.parse_body(memoryview(self._data[9 : 9 + length]))
+            except InvalidDataError as error:
+                raise h2.exceptions.ProtocolError("Received frame with non-compliant data") from error
+            except InvalidFrameError as error:
+                raise h2.exceptions.FrameDataMissingError("Frame data missing or invalid") from error
+            del self._data[: 9 + length]
+            complete = self._update_header_buffer(frame)
+            if complete is not None:
+                return complete
 
     def _update_header_buffer(self, f: Frame | None) -> Frame | None:
         if self._headers_buffer:
@@ -223,12 +247,15 @@ class _Protocol(H2Protocol):
         self.connection.DEFAULT_MAX_INBOUND_FRAME_SIZE = self.config.h2_max_inbound_frame_size
         self._opened = 0
         self._premature_resets = 0
+        self._ending = False
         self._discarded: dict[int, int] = {}
 
     async def handle(self, event: Any) -> None:
         if not isinstance(event, RawData):
             await super().handle(event)
             return
+        if self._ending:
+            return  # answered and going away: what still arrives is read and dropped
         try:
             events = self.connection.receive_data(event.data)
         except HeaderBlockTooLarge as error:
@@ -272,7 +299,7 @@ class _Protocol(H2Protocol):
         )
         self.connection.close_connection(error_code=h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
         await self._flush()
-        await self.send(Closed())
+        await self._end_lingering()
 
     def _discard(self, event: h2.events.DataReceived) -> None:
         stream_id = event.stream_id
@@ -308,7 +335,19 @@ class _Protocol(H2Protocol):
         ]
         await self._flush()
         await self.send(RawData(data=b"".join(frame.serialize() for frame in frames)))
-        await self.send(Closed())
+        await self._end_lingering()
+
+    async def _end_lingering(self) -> None:
+        """Close after a short while, reading and dropping meanwhile: closing at once, while the
+        client is still sending, would make the kernel reset the connection, and with it the
+        answer and GOAWAY just written."""
+        self._ending = True
+
+        async def close_later() -> None:
+            await asyncio.sleep(LINGER_IDLE_SECONDS)
+            await self.send(Closed())
+
+        self.task_group.spawn(close_later)
 
     async def _priority_updated(self, event: h2.events.PriorityUpdated) -> None:
         return  # rule 4
