@@ -413,6 +413,10 @@ class EchoHttpTools(HttpToolsProtocol):
         # cap until that protocol loses it.
         self.deadline = 0.0
         websocket = self.transport.get_protocol()
+        scope = getattr(websocket, "scope", None)
+        if self._tls_facts is not None and scope is not None:
+            # uvicorn built the WebSocket scope itself; its app task has not run yet.
+            scope.setdefault("extensions", {})[TLS_EXTENSION] = self._tls_facts
         lost = websocket.connection_lost
         guard, entry = self._ctx.guard, self
 

@@ -24,6 +24,14 @@ def _text(value: bytes) -> str:
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "websocket":
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        extensions = scope.get("extensions") or {}
+        tls = extensions.get("meshecho.tls")
+        await send({"type": "websocket.send", "text": orjson.dumps({"tls": tls}).decode()})
+        await send({"type": "websocket.close"})
+        return
     if scope["type"] != "http":
         return
     more = True

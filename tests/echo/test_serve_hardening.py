@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets.sync.client
 from hyperframe.frame import PriorityFrame
 
 from tests.echo.serving import (
@@ -440,6 +441,22 @@ def test_wire_case_header_names_reach_the_scope(pki: PKI, preserve: bool) -> Non
                 assert scope["raw_header_names"] is None
                 assert "echo.raw_header_names" not in scope["extensions"]
         assert_no_traceback(app)
+
+
+def test_a_wss_websocket_gets_the_tls_facts(pki: PKI) -> None:
+    with (
+        echo_server(pki.env(), command=SCOPE_APP) as app,
+        websockets.sync.client.connect(
+            f"wss://127.0.0.1:{app.port('https')}/ws",
+            ssl=pki.client_context(["http/1.1"]),
+            server_hostname="localhost",
+            open_timeout=5,
+        ) as ws,
+    ):
+        tls = json.loads(ws.recv(timeout=5))["tls"]
+    assert tls["alpn"] == "http/1.1"
+    assert tls["sni"] == "localhost"
+    assert tls["version"] in ("TLSv1.2", "TLSv1.3")
 
 
 def test_serving_layer_answers_use_the_apps_error_document() -> None:
