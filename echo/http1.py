@@ -38,7 +38,6 @@ from typing import Any, cast
 from urllib.parse import unquote
 
 import httptools
-import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from echo.connections import ConnectionGuard, ErrorResponse, Limits, LingeringClose
@@ -71,12 +70,6 @@ class H1Context:
     h2c_upgrade: H2CUpgrade | None = None  # set only for connections on the h2c port
 
 
-class EchoUvicornConfig(uvicorn.Config):
-    """uvicorn's config, carrying the serving context to every protocol instance it creates."""
-
-    echo: H1Context
-
-
 class _Rejected(Exception):
     """Raised from a parser callback once the serving layer has answered: stops the parser."""
 
@@ -99,29 +92,20 @@ class EchoHttpTools(HttpToolsProtocol):
     _raw_line: bytes | None = None
     _held = b""
     _raw_names: list[bytes] | None = None
-
-    def __init__(
-        self,
-        config: uvicorn.Config,
-        server_state: Any,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-        *,
-        tls_facts: dict[str, object] | None = None,
-        h2c_upgrade: H2CUpgrade | None = None,
-    ) -> None:
-        self._ctx = cast(EchoUvicornConfig, config).echo
-        self._tls_facts = tls_facts
-        self._h2c_upgrade = h2c_upgrade
-        if self._ctx.preserve_header_case:
-            # httptools looks its callbacks up once, when the parser is made (in super().__init__).
-            self.on_header = self._on_header_keeping_case  # type: ignore[method-assign]
-        super().__init__(config, server_state, app_state, _loop)
+    # Set by protocol_class() for every connection of a process, and by the TLS and h2c
+    # dispatchers for one connection, right after construction (no __init__ of our own: per
+    # connection, every Python-level step counts).
+    _ctx: H1Context
+    tls_facts: dict[str, object] | None = None
+    h2c_upgrade: H2CUpgrade | None = None
 
     # -- connection ----------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        if not self._ctx.guard.admit(self):
+        guard = self._ctx.guard
+        if len(guard.open) < guard.limits.max_connections:
+            guard.open.add(self)
+        elif not guard.admit(self):  # over the cap: refused (and counted, and said)
             self._refused = True
             transport.close()
             return
@@ -259,12 +243,26 @@ class EchoHttpTools(HttpToolsProtocol):
     # -- parser callbacks ------------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        # uvicorn's on_message_begin, inlined (it runs for every request), then this protocol's state.
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+        self.scope = {  # type: ignore[typeddict-item]
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+            "http_version": "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,  # type: ignore[typeddict-item]
+            "root_path": self.root_path,
+            "headers": self.headers,
+            "state": self.app_state.copy(),
+        }
         self._in_head = True
         self._hosts = 0
         self._fields_total = 0
-        if self._tls_facts is not None:
-            self.scope["extensions"] = {TLS_EXTENSION: cast(dict[object, object], self._tls_facts)}
+        if self.tls_facts is not None:
+            self.scope["extensions"] = {TLS_EXTENSION: cast(dict[object, object], self.tls_facts)}
         if self._ctx.preserve_header_case:
             self._raw_names = []
             extensions = self.scope.setdefault("extensions", {})
@@ -342,14 +340,26 @@ class EchoHttpTools(HttpToolsProtocol):
         self._in_body = False
         self._overhead = 0
         self.deadline = 0.0
-        super().on_message_complete()
+        # uvicorn's on_message_complete, inlined.
+        cycle = self.cycle
+        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
+            return
+        cycle.more_body = False
+        cycle.message_event.set()
 
     def on_response_complete(self) -> None:
         if self._rejected:
             self.server_state.total_requests += 1
             return
-        if self._in_body and not self.transport.is_closing():
-            # Answered before the body was read to its end: do not read an unbounded rest.
+        cycle = self.cycle
+        if (
+            self._in_body
+            and cycle is not None
+            and cycle.response_complete
+            and not self.transport.is_closing()
+        ):
+            # The latest request (not an earlier pipelined one) was answered before its body was
+            # read to its end: do not read an unbounded rest.
             self.server_state.total_requests += 1
             self._linger()
             return
@@ -395,7 +405,7 @@ class EchoHttpTools(HttpToolsProtocol):
         upgrade = self._get_upgrade()
         if upgrade == b"websocket":
             return self.ws_protocol_class is not None
-        return upgrade == b"h2c" and self._h2c_upgrade is not None and self._h2c_request_ok()
+        return upgrade == b"h2c" and self.h2c_upgrade is not None and self._h2c_request_ok()
 
     def _h2c_request_ok(self) -> bool:
         # RFC 7540 §3.2: exactly one HTTP2-Settings; like hypercorn, a request with a body is
@@ -414,9 +424,9 @@ class EchoHttpTools(HttpToolsProtocol):
         self.deadline = 0.0
         websocket = self.transport.get_protocol()
         scope = getattr(websocket, "scope", None)
-        if self._tls_facts is not None and scope is not None:
+        if self.tls_facts is not None and scope is not None:
             # uvicorn built the WebSocket scope itself; its app task has not run yet.
-            scope.setdefault("extensions", {})[TLS_EXTENSION] = self._tls_facts
+            scope.setdefault("extensions", {})[TLS_EXTENSION] = self.tls_facts
         lost = websocket.connection_lost
         guard, entry = self._ctx.guard, self
 
@@ -431,7 +441,7 @@ class EchoHttpTools(HttpToolsProtocol):
         if upgrade == b"websocket" and self.ws_protocol_class is not None:
             self.handle_websocket_upgrade()
             return
-        if upgrade == b"h2c" and self._h2c_upgrade is not None and self._h2c_request_ok():
+        if upgrade == b"h2c" and self.h2c_upgrade is not None and self._h2c_request_ok():
             self._switch_to_h2c(rest)
             return
         # Not upgraded: the request is answered over HTTP/1.1, but the parser cannot go on after an
@@ -444,7 +454,7 @@ class EchoHttpTools(HttpToolsProtocol):
             self.transport.close()
 
     def _switch_to_h2c(self, rest: bytes) -> None:
-        assert self._h2c_upgrade is not None
+        assert self.h2c_upgrade is not None
         settings = b""
         authority = b""
         forwarded: list[tuple[bytes, bytes]] = []
@@ -473,7 +483,17 @@ class EchoHttpTools(HttpToolsProtocol):
         self._unset_keepalive_if_required()
         self.connections.discard(self)
         self._ctx.guard.release(self)
-        self._h2c_upgrade(self.transport, request, settings, rest)
+        self.h2c_upgrade(self.transport, request, settings, rest)
+
+
+def protocol_class(context: H1Context) -> type[EchoHttpTools]:
+    """The protocol class for one process: its context as a class attribute, and with
+    PRESERVE_HEADER_CASE the header callback that keeps the names as received (httptools looks its
+    callbacks up once per parser, so the choice costs nothing per header when it is off)."""
+    namespace: dict[str, Any] = {"_ctx": context}
+    if context.preserve_header_case:
+        namespace["on_header"] = EchoHttpTools._on_header_keeping_case
+    return type("EchoHttpTools", (EchoHttpTools,), namespace)
 
 
 class _CloseGate:

@@ -36,7 +36,7 @@ import uvicorn
 import uvloop
 
 from echo.connections import ConnectionGuard, ErrorResponse, Limits, Notices
-from echo.http1 import EchoHttpTools, EchoUvicornConfig, H1Context
+from echo.http1 import EchoHttpTools, H1Context, H2CUpgrade, protocol_class
 from echo.http2 import H2Context, Http2Connections, handed_over, hypercorn_config
 from echo.tls import ServerTLS, TLSOptions, TLSSetupError, server_certificate, server_context, tls_facts
 
@@ -235,8 +235,8 @@ async def _serve(
     # (handed over after the TLS handshake or the preface sniff), and its tick keeps their Date
     # header and graceful shutdown.
     uvicorn_up = asyncio.Event()
-    h1 = H1Context(limits, guard, hooks.error_response, options.preserve_header_case)
-    uvicorn_server = _UvicornServer(_uvicorn_config(app, options, h1), uvicorn_up)
+    h1_class = protocol_class(H1Context(limits, guard, hooks.error_response, options.preserve_header_case))
+    uvicorn_server = _UvicornServer(_uvicorn_config(app, options, h1_class), uvicorn_up)
     http_sockets = [listener.sock for listener in listeners if listener.kind == "http"]
     uvicorn_task = asyncio.create_task(uvicorn_server.serve(sockets=http_sockets))
     up_wait = asyncio.create_task(uvicorn_up.wait())
@@ -246,10 +246,15 @@ async def _serve(
         sweeper.cancel()
         return await _abort(uvicorn_task, log)
 
-    def h1_protocol(**kwargs: Any) -> EchoHttpTools:
-        return EchoHttpTools(
-            config=uvicorn_server.config, server_state=uvicorn_server.server_state, app_state={}, **kwargs
+    def h1_protocol(
+        tls_facts: dict[str, object] | None = None, h2c_upgrade: H2CUpgrade | None = None
+    ) -> EchoHttpTools:
+        protocol = h1_class(
+            config=uvicorn_server.config, server_state=uvicorn_server.server_state, app_state={}
         )
+        protocol.tls_facts = tls_facts
+        protocol.h2c_upgrade = h2c_upgrade
+        return protocol
 
     servers: list[asyncio.AbstractServer] = []
     try:
@@ -372,10 +377,10 @@ class _UvicornServer(uvicorn.Server):
             self._started_event.set()
 
 
-def _uvicorn_config(app: ASGIApp, options: ServeOptions, h1: H1Context) -> uvicorn.Config:
-    config = EchoUvicornConfig(
+def _uvicorn_config(app: ASGIApp, options: ServeOptions, h1_class: type[EchoHttpTools]) -> uvicorn.Config:
+    return uvicorn.Config(
         app,
-        http=EchoHttpTools,
+        http=h1_class,
         ws="websockets-sansio",
         lifespan="off",
         log_config=None,
@@ -387,8 +392,6 @@ def _uvicorn_config(app: ASGIApp, options: ServeOptions, h1: H1Context) -> uvico
         timeout_graceful_shutdown=max(1, round(options.grace_seconds)),
         backlog=options.backlog,
     )
-    config.echo = h1
-    return config
 
 
 # --- the HTTPS port: one TLS listener, two protocol stacks -----------------------------------------

@@ -387,6 +387,26 @@ def test_413_with_connection_close_is_readable_while_the_upload_goes_on(
     _alive(echo)
 
 
+@pytest.mark.parametrize("scheme", H1)
+def test_a_pipelined_upload_survives_the_answer_before_it(echo: Echo, pki: PKI, scheme: str) -> None:
+    """The early-answer rule (a response complete while its body still arrives ends the connection)
+    applies to that request only, not to the one pipelined behind an earlier answer."""
+    with raw_connection(echo, scheme, pki) as sock:
+        sock.sendall(
+            b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"POST /second HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nhal"
+        )
+        first = read_answer(sock)
+        sock.sendall(b"f!")
+        sock.sendall(b"!")
+        second = read_answer(sock)
+    assert first is not None
+    assert first.status == 200
+    assert second is not None
+    assert second.status == 200
+    assert json.loads(second.body)["body"] == "half!!"
+
+
 # --- h2c upgrade through the HTTP/1.1 protocol -----------------------------------------------------------
 
 
