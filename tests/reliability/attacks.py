@@ -39,16 +39,16 @@ class Tally:
     still_open: dict[str, int] = field(default_factory=lambda: {"slow": 0, "silent": 0})
 
 
-def _connect(port: int, tls: bool) -> socket.socket:
+def _connect(port: int, alpn: str | None) -> socket.socket:
+    """A connection to the port, over TLS offering `alpn` when one is given (any certificate)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    if tls:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        context.set_alpn_protocols(["http/1.1"])
-        sock = context.wrap_socket(sock, server_hostname="localhost")
-    sock.setblocking(False)
-    return sock
+    if alpn is None:
+        return sock
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols([alpn])
+    return context.wrap_socket(sock, server_hostname="localhost")
 
 
 def slowloris(
@@ -61,7 +61,8 @@ def slowloris(
     head = b"GET /slowloris HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"s" * 4096
     for index in range(slow + silent):
         kind = "slow" if index < slow else "silent"
-        sock = _connect(port, tls)
+        sock = _connect(port, "http/1.1" if tls else None)
+        sock.setblocking(False)
         entry = Held(sock, kind, time.monotonic(), pending=head if kind == "slow" else b"")
         held.append(entry)
         selector.register(sock, selectors.EVENT_READ, entry)
@@ -122,14 +123,7 @@ def rapid_reset(port: int, tls: bool, streams: int, hold: float) -> dict[str, ob
     connections = 0
     announced = False
     while time.monotonic() - started < hold:
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        if tls:
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            context.set_alpn_protocols(["h2"])
-            sock = context.wrap_socket(sock, server_hostname="localhost")
-        with sock:
+        with _connect(port, "h2" if tls else None) as sock:
             wire = H2Wire(sock)
             sock.sendall(H2_PREFACE + SettingsFrame(0, settings={}).serialize())
             if not announced:
