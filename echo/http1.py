@@ -67,7 +67,6 @@ class H1Context:
     guard: ConnectionGuard
     error_response: ErrorResponse
     preserve_header_case: bool
-    h2c_upgrade: H2CUpgrade | None = None  # set only for connections on the h2c port
 
 
 class _Rejected(Exception):
