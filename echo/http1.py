@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -115,7 +116,7 @@ class EchoHttpTools(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._refused:
             return
-        self._ctx.guard.release(self)
+        self._ctx.guard.open.discard(self)  # ConnectionGuard.release, inlined: once per connection
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -165,6 +166,9 @@ class EchoHttpTools(HttpToolsProtocol):
 
     def _track_body(self, data: bytes) -> None:
         self.deadline = self.loop.time() + self._ctx.limits.body_timeout
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope and not getattr(cycle, "echo_watched", False):
+            self._watch_early_answer(cycle)
         if self._body_seen:
             self._overhead = 0
             return
@@ -231,6 +235,15 @@ class EchoHttpTools(HttpToolsProtocol):
         """From a parser callback: answer, then stop the parser."""
         self._answer_and_close(status, message)
         raise _Rejected
+
+    def _watch_early_answer(self, cycle: Any) -> None:
+        """This request's body spans reads, so its answer may come before the body ends (rule 5):
+        hook its completion, and its close if it is `connection: close`. Requests read in one go,
+        the usual ones, never come here."""
+        cycle.echo_watched = True
+        cycle.on_response = functools.partial(self._answered, cycle)
+        if not cycle.keep_alive:
+            cycle.transport = _CloseGate(self)
 
     def close_after_response(self) -> None:
         """A response cycle with `connection: close` is done (see _CloseGate)."""
@@ -322,14 +335,10 @@ class EchoHttpTools(HttpToolsProtocol):
         self._head_bytes = 0
         self._line_prefix = b""
         self._line_done = False
-        scope = self.scope
         super().on_headers_complete()
         if self._raw_line is not None:
             self._restore_raw_target(self._raw_line)
             self._raw_line = None
-        cycle = self.cycle
-        if cycle is not None and cycle.scope is scope and not cycle.keep_alive:
-            cycle.transport = cast(asyncio.Transport, _CloseGate(self))
 
     def on_body(self, body: bytes) -> None:
         self._body_seen = True
@@ -346,23 +355,14 @@ class EchoHttpTools(HttpToolsProtocol):
         cycle.more_body = False
         cycle.message_event.set()
 
-    def on_response_complete(self) -> None:
-        if self._rejected:
-            self.server_state.total_requests += 1
-            return
-        cycle = self.cycle
-        if (
-            self._in_body
-            and cycle is not None
-            and cycle.response_complete
-            and not self.transport.is_closing()
-        ):
-            # The latest request (not an earlier pipelined one) was answered before its body was
-            # read to its end: do not read an unbounded rest.
+    def _answered(self, cycle: Any) -> None:
+        """on_response of a request whose body spans reads (see _watch_early_answer)."""
+        if self._in_body and cycle is self.cycle and not self.transport.is_closing():
+            # Answered before its body was read to its end: do not read an unbounded rest.
             self.server_state.total_requests += 1
             self._linger()
             return
-        super().on_response_complete()
+        self.on_response_complete()
 
     # -- raw bytes in the request target (rule 4) ------------------------------------------------
 
@@ -448,7 +448,7 @@ class EchoHttpTools(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is not None and cycle.scope is self.scope and not cycle.response_complete:
             cycle.keep_alive = False
-            cycle.transport = cast(asyncio.Transport, _CloseGate(self))
+            cycle.transport = _CloseGate(self)  # type: ignore[assignment]
         else:
             self.transport.close()
 
