@@ -290,6 +290,17 @@ class EchoApp:
         if self.readiness is not Readiness.DRAINING:
             self.readiness = Readiness.READY if ready else Readiness.NOT_READY
 
+    def error_response(self, status: int, error: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
+        """The app's error document, for answers the serving layer gives before a request reaches
+        the app (400, 408, 431): `{"error": …}` as JSON, with the identity (and CORS) headers."""
+        body = _json({"error": error})
+        headers = [
+            (b"content-type", JSON_CONTENT_TYPE),
+            (b"content-length", str(len(body)).encode()),
+            *self._base_headers,
+        ]
+        return headers, body
+
     # -- ASGI -------------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

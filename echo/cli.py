@@ -61,7 +61,11 @@ def main_impl(argv: Sequence[str], environ: Mapping[str, str], out: TextIO, err:
     app = create_app(config, identity, environ=environ, log_sink=_log_sink(out))
     # Not ready until every listener is up (serve.run calls on_ready), then not ready for good on SIGTERM.
     app.set_ready(False)
-    hooks = Hooks(on_ready=lambda: app.set_ready(True), on_drain=app.set_draining)
+    hooks = Hooks(
+        on_ready=lambda: app.set_ready(True),
+        on_drain=app.set_draining,
+        error_response=app.error_response,
+    )
     try:
         return run(app, serve_options(config, identity), hooks, err)
     except ServeError as error:
@@ -99,4 +103,8 @@ def serve_options(config: EchoConfig, identity: Identity) -> ServeOptions:
         drain_seconds=config.drain_seconds,
         grace_seconds=config.max_delay_ms / 1000 + GRACE_MARGIN_SECONDS,
         max_header_bytes=config.max_header_size,
+        header_timeout_seconds=config.header_timeout_seconds,
+        body_timeout_seconds=config.body_timeout_seconds,
+        max_connections=config.max_connections,
+        preserve_header_case=config.preserve_header_case,
     )

@@ -30,6 +30,13 @@ DEFAULT_MAX_HEADER_SIZE = 1_048_576
 DEFAULT_MAX_BODY_BYTES = 10 * 1_048_576
 DEFAULT_MAX_DELAY_MS = 60_000
 DEFAULT_DRAIN_SECONDS = 5.0
+# Serving limits (docs/echo-serving.md has the table of every limit and timeout).
+DEFAULT_HEADER_TIMEOUT_SECONDS = 10.0
+DEFAULT_BODY_TIMEOUT_SECONDS = 30.0
+DEFAULT_MAX_CONNECTIONS = 10_000
+# The largest MAX_HEADER_SIZE accepted: Envoy's own ceiling (max_request_headers_kb 8192), so no
+# proxy in front could forward a larger head anyway; it also bounds HTTP/2 header blocks.
+MAX_HEADER_SIZE_CEILING = 8 * 1_048_576
 # Memory: request bytes held at once by all requests together, what one echo document may grow to,
 # and the largest body whose `json` is parsed (parsing builds objects worth up to ~25x the text).
 DEFAULT_MAX_INFLIGHT_BYTES = 64 * 1_048_576
@@ -78,6 +85,9 @@ class EchoConfig:
     max_delay_ms: int = DEFAULT_MAX_DELAY_MS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     drain_seconds: float = DEFAULT_DRAIN_SECONDS
+    header_timeout_seconds: float = DEFAULT_HEADER_TIMEOUT_SECONDS
+    body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
     labels_file: Path | None = None
     annotations_file: Path | None = None
     admin_prefix: str = DEFAULT_ADMIN_PREFIX
@@ -293,6 +303,25 @@ _SETTINGS: dict[str, _Setting] = {
         "--drain-seconds",
         f"after SIGTERM: not ready, still serving, for this long (default {DEFAULT_DRAIN_SECONDS:g})",
         "SECONDS",
+    ),
+    "header_timeout_seconds": _Setting(
+        "ECHO_HEADER_TIMEOUT_SECONDS",
+        "--header-timeout",
+        "a request's line and headers must arrive within this; else 408 "
+        f"(default {DEFAULT_HEADER_TIMEOUT_SECONDS:g})",
+        "SECONDS",
+    ),
+    "body_timeout_seconds": _Setting(
+        "ECHO_BODY_TIMEOUT_SECONDS",
+        "--body-timeout",
+        f"longest pause inside a request body; else 408 (default {DEFAULT_BODY_TIMEOUT_SECONDS:g})",
+        "SECONDS",
+    ),
+    "max_connections": _Setting(
+        "ECHO_MAX_CONNECTIONS",
+        "--max-connections",
+        f"open connections over all listeners; more are closed at once (default {DEFAULT_MAX_CONNECTIONS})",
+        "COUNT",
     ),
     "labels_file": _Setting(
         "ECHO_LABELS_FILE", "--labels-file", 'Downward API labels file (key="value" per line)', "FILE"
@@ -557,6 +586,21 @@ def load_config(
     if admin_prefix == "/":
         raise ConfigError("ECHO_ADMIN_PREFIX: '/' would hide every echo path", text)
 
+    # Serving limits: one header limit for HTTP/1.x and HTTP/2, bounded; timeouts must be positive.
+    def _source(field: str) -> str:
+        got = raw(field)
+        return got[1] if got is not None else _SETTINGS[field].env
+
+    max_header_size = positive_int("max_header_size", DEFAULT_MAX_HEADER_SIZE)
+    if max_header_size > MAX_HEADER_SIZE_CEILING:
+        fail(_source("max_header_size"), f"at most {MAX_HEADER_SIZE_CEILING}, got {max_header_size}")
+
+    def timeout(field: str, default: float) -> float:
+        value = seconds(field, default)
+        if value <= 0:
+            fail(_source(field), "expected a positive number of seconds")
+        return value
+
     readyz_from: tuple[Network, ...] | None = TrustedProxies.LOOPBACK
     got = raw("readyz_change_from")
     if got is not None and got[0].lower() == "any":
@@ -598,7 +642,7 @@ def load_config(
         disable_request_logs=boolean("disable_request_logs", False),
         log_without_newline=boolean("log_without_newline", False),
         preserve_header_case=boolean("preserve_header_case", False),
-        max_header_size=positive_int("max_header_size", DEFAULT_MAX_HEADER_SIZE),
+        max_header_size=max_header_size,
         cors_allow_origin=string("cors_allow_origin"),
         cors_allow_methods=string("cors_allow_methods"),
         cors_allow_headers=string("cors_allow_headers"),
@@ -607,6 +651,9 @@ def load_config(
         max_delay_ms=positive_int("max_delay_ms", DEFAULT_MAX_DELAY_MS, allow_zero=True),
         max_body_bytes=max_body_bytes,
         drain_seconds=seconds("drain_seconds", DEFAULT_DRAIN_SECONDS),
+        header_timeout_seconds=timeout("header_timeout_seconds", DEFAULT_HEADER_TIMEOUT_SECONDS),
+        body_timeout_seconds=timeout("body_timeout_seconds", DEFAULT_BODY_TIMEOUT_SECONDS),
+        max_connections=positive_int("max_connections", DEFAULT_MAX_CONNECTIONS),
         labels_file=readable_file("labels_file"),
         annotations_file=readable_file("annotations_file"),
         admin_prefix=admin_prefix,

@@ -1,17 +1,20 @@
 """Serving: every listener of echo-server in one process, on one uvloop event loop.
 
-- plain HTTP/1.1 (+ WebSocket) on HTTP_PORT: uvicorn with httptools (the fast path);
-- HTTPS on HTTPS_PORT, ALPN h2 + http/1.1: after the handshake, h2 goes to hypercorn and HTTP/1.1 to
-  the same uvicorn/httptools protocol as the plain port; TLS facts go into every request's scope;
-- cleartext HTTP/2 on H2C_PORT (off by default): hypercorn, prior knowledge and `Upgrade: h2c`.
+- plain HTTP/1.1 (+ WebSocket) on HTTP_PORT: uvicorn's httptools protocol (echo/http1.py);
+- HTTPS on HTTPS_PORT, ALPN h2 + http/1.1: after the handshake, h2 goes to hypercorn (echo/http2.py)
+  and HTTP/1.1 to the same httptools protocol as the plain port; TLS facts go into every scope;
+- cleartext HTTP/2 on H2C_PORT (off by default): a preface sniffer sends HTTP/2 prior knowledge to
+  hypercorn and everything else to the httptools protocol, which upgrades `Upgrade: h2c` requests.
   httptools cannot speak HTTP/2, so h2c gets its own port rather than slowing the plain one.
+Every connection, whatever its listener, is counted and timed by one ConnectionGuard
+(echo/connections.py).
 
 Invariants:
 - Sockets are bound here, before the loop starts, so a taken port is one error line and nothing runs.
 - Signals are owned here (neither server installs handlers). First SIGTERM/SIGINT: the app turns
   not-ready, every listener keeps serving new and in-flight requests for `drain_seconds`, then the
   listeners close, in-flight requests get `grace_seconds` to finish, and `run` returns 0. A second
-  signal ends the drain period early.
+  SIGTERM ends the drain period early; a second SIGINT (Ctrl-C again) stops at once (exit 130).
 """
 
 from __future__ import annotations
@@ -22,34 +25,29 @@ import datetime
 import errno
 import functools
 import logging
+import resource
 import signal
 import socket
-from collections.abc import Awaitable, Callable, Generator, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO, cast
 
-import h2.events
-import hypercorn.protocol
 import uvicorn
 import uvloop
-from hypercorn.app_wrappers import ASGIWrapper
-from hypercorn.asyncio.tcp_server import TCPServer
-from hypercorn.asyncio.worker_context import WorkerContext
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.protocol.h2 import H2Protocol
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from echo.connections import ConnectionGuard, ErrorResponse, Limits, Notices
+from echo.http1 import EchoHttpTools, H1Context, H2CUpgrade, protocol_class
+from echo.http2 import H2Context, Http2Connections, handed_over, hypercorn_config
 from echo.tls import ServerTLS, TLSOptions, TLSSetupError, server_certificate, server_context, tls_facts
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 # Loose on purpose: apps type their scope as dict or TypedDict, and Callable parameters are contravariant.
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
-TLS_EXTENSION = "meshecho.tls"
 TLS_HANDSHAKE_TIMEOUT = 10.0
+EXIT_STOPPED_AT_ONCE = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+# Descriptors kept free beyond the connection cap: listeners, logs, certificate files.
+_SPARE_DESCRIPTORS = 64
 
 
 class ServeError(Exception):
@@ -65,8 +63,12 @@ class ServeOptions:
     tls: TLSOptions
     drain_seconds: float = 5.0
     grace_seconds: float = 30.0
-    # Total header name + value bytes (MAX_HEADER_SIZE); more gets 431 before much more is buffered.
+    # Total header name + value bytes (MAX_HEADER_SIZE), for HTTP/1.x and HTTP/2 alike.
     max_header_bytes: int = 16 * 1024
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
+    max_connections: int = 10_000
+    preserve_header_case: bool = False
     # Longer than common proxy idle timeouts, so an idle upstream connection is rarely closed under a
     # proxy that is about to reuse it (Envoy then answers 503 "upstream connect error ... reset").
     keep_alive_seconds: int = 75
@@ -85,10 +87,12 @@ class Listener:
 
 @dataclass
 class Hooks:
-    """What the serving layer tells the app; the CLI wires these to the app's readiness switch."""
+    """What the serving layer and the app tell each other; the CLI wires these to the app."""
 
     on_ready: Callable[[], None]
     on_drain: Callable[[], None]
+    # The app's error document, for the answers the serving layer gives itself (400, 408, 431).
+    error_response: ErrorResponse
 
 
 def run(app: ASGIApp, options: ServeOptions, hooks: Hooks, log: TextIO) -> int:
@@ -100,8 +104,37 @@ def run(app: ASGIApp, options: ServeOptions, hooks: Hooks, log: TextIO) -> int:
             tls = server_context(options.tls, certificate)
         except TLSSetupError as error:
             raise ServeError(str(error)) from None
+    max_connections = fit_descriptor_limit(options.max_connections)
+    if max_connections < options.max_connections:
+        print(
+            f"echo-server: the open-files limit allows {max_connections} connections, "
+            f"not ECHO_MAX_CONNECTIONS={options.max_connections}",
+            file=log,
+            flush=True,
+        )
+    limits = Limits(
+        max_header_bytes=options.max_header_bytes,
+        header_timeout=options.header_timeout_seconds,
+        body_timeout=options.body_timeout_seconds,
+        keep_alive=options.keep_alive_seconds,
+        max_connections=max_connections,
+    )
     with bound_listeners(options) as listeners:
-        return uvloop.run(_serve(app, options, listeners, tls, hooks, log))
+        return uvloop.run(_serve(app, options, limits, listeners, tls, hooks, log))
+
+
+def fit_descriptor_limit(max_connections: int) -> int:
+    """Raise the soft open-files limit for the cap if the hard one allows; the cap that fits."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max_connections + _SPARE_DESCRIPTORS
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+    if soft == resource.RLIM_INFINITY:
+        return max_connections
+    return max(1, min(max_connections, soft - _SPARE_DESCRIPTORS))
 
 
 @contextlib.contextmanager
@@ -179,6 +212,7 @@ def describe(listeners: list[Listener], options: ServeOptions, tls: ServerTLS | 
 async def _serve(
     app: ASGIApp,
     options: ServeOptions,
+    limits: Limits,
     listeners: list[Listener],
     tls: ServerTLS | None,
     hooks: Hooks,
@@ -189,29 +223,46 @@ async def _serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, signals.put_nowait, signum)
 
-    # uvicorn always runs, even with HTTP_PORT=off: it also serves HTTP/1.1-over-TLS connections
-    # (handed over by _TLSDispatch), and its tick keeps their Date header and graceful shutdown.
+    notices = Notices(log)
+    guard = ConnectionGuard(limits, notices)
+    sweeper = asyncio.create_task(guard.sweep())
+    hyper = Http2Connections(
+        app,
+        H2Context(limits, guard, hooks.error_response, notices),
+        hypercorn_config(limits, options.grace_seconds),
+    )
+    # uvicorn always runs, even with HTTP_PORT=off: it also serves HTTP/1.1 on the other listeners
+    # (handed over after the TLS handshake or the preface sniff), and its tick keeps their Date
+    # header and graceful shutdown.
     uvicorn_up = asyncio.Event()
-    uvicorn_server = _UvicornServer(_uvicorn_config(app, options), uvicorn_up)
+    h1_class = protocol_class(H1Context(limits, guard, hooks.error_response, options.preserve_header_case))
+    uvicorn_server = _UvicornServer(_uvicorn_config(app, options, h1_class), uvicorn_up)
     http_sockets = [listener.sock for listener in listeners if listener.kind == "http"]
     uvicorn_task = asyncio.create_task(uvicorn_server.serve(sockets=http_sockets))
     up_wait = asyncio.create_task(uvicorn_up.wait())
     await asyncio.wait([up_wait, uvicorn_task], return_when=asyncio.FIRST_COMPLETED)
     if not uvicorn_up.is_set():
         up_wait.cancel()
+        sweeper.cancel()
         return await _abort(uvicorn_task, log)
 
-    hyper = _HypercornConnections(app, options)
+    def h1_protocol(
+        tls_facts: dict[str, object] | None = None, h2c_upgrade: H2CUpgrade | None = None
+    ) -> EchoHttpTools:
+        protocol = h1_class(
+            config=uvicorn_server.config, server_state=uvicorn_server.server_state, app_state={}
+        )
+        protocol.tls_facts = tls_facts
+        protocol.h2c_upgrade = h2c_upgrade
+        return protocol
+
     servers: list[asyncio.AbstractServer] = []
     try:
         for listener in listeners:
             if listener.kind == "https" and tls is not None:
-                dispatch = functools.partial(
-                    _TLSDispatch, tls, uvicorn_server.config, uvicorn_server.server_state, hyper
-                )
                 servers.append(
                     await loop.create_server(
-                        dispatch,
+                        functools.partial(_TLSDispatch, tls, h1_protocol, hyper),
                         sock=listener.sock,
                         ssl=tls.context,
                         ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
@@ -220,50 +271,83 @@ async def _serve(
                 )
             elif listener.kind == "h2c":
                 servers.append(
-                    await asyncio.start_server(
-                        hyper.serve_cleartext, sock=listener.sock, backlog=options.backlog
+                    await loop.create_server(
+                        functools.partial(_H2CSniffer, guard, h1_protocol, hyper),
+                        sock=listener.sock,
+                        backlog=options.backlog,
                     )
                 )
     except OSError as error:
         print(f"echo-server: a listener failed to start: {error}", file=log, flush=True)
         for server in servers:
             server.close()
+        sweeper.cancel()
         return await _abort(uvicorn_task, log)
     print(f"echo-server: {describe(listeners, options, tls)}", file=log, flush=True)
     hooks.on_ready()
 
-    signal_wait: asyncio.Task[Any] = asyncio.create_task(signals.get())
-    await asyncio.wait([signal_wait, uvicorn_task], return_when=asyncio.FIRST_COMPLETED)
-    if not signal_wait.done():
-        signal_wait.cancel()
+    try:
+        signal_wait: asyncio.Task[Any] = asyncio.create_task(signals.get())
+        await asyncio.wait([signal_wait, uvicorn_task], return_when=asyncio.FIRST_COMPLETED)
+        if not signal_wait.done():
+            signal_wait.cancel()
+            for server in servers:
+                server.close()
+            return await _abort(uvicorn_task, log)
+        hooks.on_drain()
+        first = signal.Signals(signal_wait.result())
+        again = " (Ctrl-C again to stop at once)" if first is signal.SIGINT else ""
+        print(
+            f"echo-server: {first.name}: not ready; still serving for {options.drain_seconds:g}s, "
+            f"then closing{again}",
+            file=log,
+            flush=True,
+        )
+        # Serve on through the drain period so clients and proxies still routing here are answered
+        # while endpoint removal propagates; a second SIGTERM cuts it short, a second SIGINT stops.
+        with contextlib.suppress(TimeoutError):
+            if await asyncio.wait_for(signals.get(), options.drain_seconds) == signal.SIGINT:
+                return await _stop_at_once(uvicorn_server, uvicorn_task, hyper, log)
+        print("echo-server: closing listeners, finishing in-flight requests", file=log, flush=True)
         for server in servers:
             server.close()
-        return await _abort(uvicorn_task, log)
-    hooks.on_drain()
-    name = signal.Signals(signal_wait.result()).name
-    print(
-        f"echo-server: {name}: not ready; still serving for {options.drain_seconds:g}s, then closing",
-        file=log,
-        flush=True,
-    )
-    # Serve on through the drain period so clients and proxies still routing here are answered while
-    # endpoint removal propagates; a second signal cuts it short.
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(signals.get(), options.drain_seconds)
-    print("echo-server: closing listeners, finishing in-flight requests", file=log, flush=True)
-    for server in servers:
-        server.close()
-    uvicorn_server.should_exit = True
-    failures: list[BaseException] = []
-    hyper_result, uvicorn_result = await asyncio.gather(
-        hyper.close(options.grace_seconds), uvicorn_task, return_exceptions=True
-    )
-    for result in (hyper_result, uvicorn_result):
-        if isinstance(result, BaseException):
-            failures.append(result)
-            print(f"echo-server: error while stopping: {result!r}", file=log, flush=True)
+        uvicorn_server.should_exit = True
+        closing = asyncio.gather(hyper.close(options.grace_seconds), uvicorn_task, return_exceptions=True)
+        while not closing.done():
+            signal_wait = asyncio.create_task(signals.get())
+            await asyncio.wait([signal_wait, closing], return_when=asyncio.FIRST_COMPLETED)
+            if signal_wait.done() and signal_wait.result() == signal.SIGINT:
+                closing.cancel()
+                return await _stop_at_once(uvicorn_server, uvicorn_task, hyper, log)
+            signal_wait.cancel()
+        failures = [result for result in closing.result() if isinstance(result, BaseException)]
+        for failure in failures:
+            print(f"echo-server: error while stopping: {failure!r}", file=log, flush=True)
+        print("echo-server: stopped", file=log, flush=True)
+        return 1 if failures else 0
+    finally:
+        sweeper.cancel()
+
+
+async def _stop_at_once(
+    uvicorn_server: uvicorn.Server,
+    uvicorn_task: asyncio.Task[None],
+    hyper: Http2Connections,
+    log: TextIO,
+) -> int:
+    print("echo-server: SIGINT again: stopping at once, requests in flight are cut", file=log, flush=True)
+    # Cutting them is the point: uvicorn would log each cancelled request as an application error.
+    logging.getLogger("uvicorn.error").disabled = True
+    # Drop the connections first, so their requests end without an answer rather than with a 500.
+    for connection in list(uvicorn_server.server_state.connections):
+        connection.transport.abort()
+    uvicorn_server.should_exit = uvicorn_server.force_exit = True
+    uvicorn_task.cancel()
+    with contextlib.suppress(BaseException):
+        await uvicorn_task
+    await hyper.close(0)
     print("echo-server: stopped", file=log, flush=True)
-    return 1 if failures else 0
+    return EXIT_STOPPED_AT_ONCE
 
 
 async def _abort(uvicorn_task: asyncio.Task[None], log: TextIO) -> int:
@@ -274,9 +358,6 @@ async def _abort(uvicorn_task: asyncio.Task[None], log: TextIO) -> int:
     with contextlib.suppress(BaseException):
         await uvicorn_task
     return 1
-
-
-# --- HTTP/1.1 (plain and over TLS): uvicorn + httptools --------------------------------------------
 
 
 class _UvicornServer(uvicorn.Server):
@@ -296,14 +377,10 @@ class _UvicornServer(uvicorn.Server):
             self._started_event.set()
 
 
-class _EchoUvicornConfig(uvicorn.Config):
-    max_header_bytes: int = 16 * 1024
-
-
-def _uvicorn_config(app: ASGIApp, options: ServeOptions) -> uvicorn.Config:
-    config = _EchoUvicornConfig(
+def _uvicorn_config(app: ASGIApp, options: ServeOptions, h1_class: type[EchoHttpTools]) -> uvicorn.Config:
+    return uvicorn.Config(
         app,
-        http=_HeaderLimitedHttpTools,
+        http=h1_class,
         ws="websockets-sansio",
         lifespan="off",
         log_config=None,
@@ -315,194 +392,88 @@ def _uvicorn_config(app: ASGIApp, options: ServeOptions) -> uvicorn.Config:
         timeout_graceful_shutdown=max(1, round(options.grace_seconds)),
         backlog=options.backlog,
     )
-    config.max_header_bytes = options.max_header_bytes
-    return config
-
-
-class _HeaderLimitedHttpTools(HttpToolsProtocol):
-    """httptools buffers request headers without any limit; this protocol answers 431 instead.
-
-    While a request's headers are still arriving, the raw bytes received so far are counted, so at
-    most one read beyond the limit is ever buffered. Headers that arrive complete are measured
-    exactly (name + value bytes, the measure MAX_HEADER_SIZE is defined by) by the app, which
-    answers 431 on every listener alike; doing that sum here as well would cost every request twice.
-    """
-
-    _awaiting_headers = True
-    _header_bytes = 0
-
-    def _limit(self) -> int:
-        return cast(_EchoUvicornConfig, self.config).max_header_bytes
-
-    def data_received(self, data: bytes) -> None:
-        awaiting = self._awaiting_headers
-        super().data_received(data)
-        if awaiting and self._awaiting_headers and self.transport is not None:
-            self._header_bytes += len(data)
-            if self._header_bytes > self._limit() and not self.transport.is_closing():
-                self._send_431()
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._awaiting_headers = True
-        self._header_bytes = 0
-
-    def on_headers_complete(self) -> None:
-        self._awaiting_headers = False
-        super().on_headers_complete()
-
-    def on_message_complete(self) -> None:
-        super().on_message_complete()
-        self._awaiting_headers = True
-        self._header_bytes = 0
-
-    def _send_431(self) -> None:
-        body = b"Request Header Fields Too Large"
-        self.transport.write(
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
-            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
-        )
-        self.transport.close()
-
-
-class _TLSHttpTools(_HeaderLimitedHttpTools):
-    """HTTP/1.1 over TLS: the same fast protocol, plus the connection's TLS facts in every scope."""
-
-    def __init__(self, *args: Any, tls_facts: dict[str, object], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._tls_facts = tls_facts
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self.scope["extensions"] = {TLS_EXTENSION: cast(dict[object, object], self._tls_facts)}
 
 
 # --- the HTTPS port: one TLS listener, two protocol stacks -----------------------------------------
 # ALPN decides per connection, after the handshake: "h2" goes to hypercorn (the only HTTP/2 stack
-# here), anything else to uvicorn's httptools protocol, which serves HTTP/1.1 several times faster
-# than hypercorn's h11. Either way the TLS facts are read once per connection and put in each scope.
+# here), anything else to the httptools protocol, which serves HTTP/1.1 several times faster than
+# hypercorn's h11. Either way the TLS facts are read once per connection and put in each scope.
 
 
 class _TLSDispatch(asyncio.Protocol):
     def __init__(
-        self, tls: ServerTLS, h1_config: uvicorn.Config, state: Any, hyper: _HypercornConnections
+        self, tls: ServerTLS, h1_protocol: Callable[..., EchoHttpTools], hyper: Http2Connections
     ) -> None:
         self._tls = tls
-        self._h1_config = h1_config
-        self._state = state
+        self._h1_protocol = h1_protocol
         self._hyper = hyper
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # asyncio calls this once the TLS handshake has completed, so ALPN and the peer are known.
         ssl_object = transport.get_extra_info("ssl_object")
         facts = tls_facts(ssl_object, self._tls.sni, self._tls.client_auth) if ssl_object is not None else {}
-        protocol: asyncio.BaseProtocol
+        tcp = cast(asyncio.Transport, transport)  # uvloop's TLS transport is not an asyncio.Transport
         if facts.get("alpn") == "h2":
-            reader = asyncio.StreamReader(limit=2**16)
-            protocol = asyncio.StreamReaderProtocol(
-                reader, lambda reader, writer: self._hyper.serve_tls(reader, writer, facts)
-            )
-        else:
-            protocol = _TLSHttpTools(
-                config=self._h1_config, server_state=self._state, app_state={}, tls_facts=facts
-            )
-        transport.set_protocol(protocol)
-        protocol.connection_made(cast(asyncio.Transport, transport))
+            handed_over(tcp, functools.partial(self._hyper.serve, facts=facts))
+            return
+        protocol = self._h1_protocol(tls_facts=facts)
+        tcp.set_protocol(protocol)
+        protocol.connection_made(tcp)
 
 
-# --- HTTP/2 (over TLS, and h2c): hypercorn ---------------------------------------------------------
-# hypercorn.asyncio.serve() neither takes pre-bound sockets nor exposes the TLS connection to the
-# app. This is its worker loop cut to what we need: the same TCPServer per connection, but with a
-# per-connection app that adds the TLS facts to every request scope.
+# --- the h2c port: HTTP/2 prior knowledge or HTTP/1.1 (with Upgrade: h2c) --------------------------
 
 
-def _hypercorn_config(options: ServeOptions) -> HypercornConfig:
-    config = HypercornConfig()
-    config.accesslog = None
-    # No handler is configured: warnings and errors (an app exception on HTTP/2) reach stderr through
-    # logging's last-resort handler, as uvicorn's do.
-    config.errorlog = logging.getLogger("echo.hypercorn")
-    config.include_server_header = False
-    config.keep_alive_timeout = options.keep_alive_seconds
-    config.graceful_timeout = options.grace_seconds
-    config.h11_max_incomplete_size = options.max_header_bytes
-    config.h2_max_header_list_size = options.max_header_bytes
-    return config
+class _H2CSniffer(asyncio.Protocol):
+    """Reads until the first bytes tell an HTTP/2 preface from anything else, then hands over."""
 
-
-class _WithTLSFacts:
-    """hypercorn app wrapper adding `scope["extensions"]["meshecho.tls"]` for one TLS connection."""
-
-    def __init__(self, inner: Any, facts: dict[str, object]) -> None:
-        self._inner = inner
-        self._facts = facts
-
-    async def __call__(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        sync_spawn: Callable[..., Any],
-        call_soon: Callable[..., Any],
+    def __init__(
+        self, guard: ConnectionGuard, h1_protocol: Callable[..., EchoHttpTools], hyper: Http2Connections
     ) -> None:
-        extensions = scope.get("extensions")
-        if extensions is None:
-            extensions = scope["extensions"] = {}
-        extensions[TLS_EXTENSION] = self._facts
-        await self._inner(scope, receive, send, sync_spawn, call_soon)
+        self._guard = guard
+        self._h1_protocol = h1_protocol
+        self._hyper = hyper
+        self._buffer = b""
+        self._refused = False
+        self.deadline = 0.0
+        self.transport: asyncio.Transport | None = None
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not self._guard.admit(self):
+            self._refused = True
+            transport.close()
+            return
+        self.transport = cast(asyncio.Transport, transport)
+        self.deadline = asyncio.get_running_loop().time() + self._guard.limits.header_timeout
 
-class _H2Protocol(H2Protocol):
-    """hypercorn's HTTP/2 protocol, tolerant of request data after a complete response.
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) < len(H2_PREFACE) and H2_PREFACE.startswith(self._buffer):
+            return
+        assert self.transport is not None
+        self._guard.release(self)
+        self.deadline = 0.0
+        if self._buffer.startswith(H2_PREFACE):
+            handed_over(self.transport, self._hyper.serve, self._buffer)
+            return
+        protocol = self._h1_protocol(h2c_upgrade=self._upgrade)
+        self.transport.set_protocol(protocol)
+        protocol.connection_made(self.transport)
+        protocol.data_received(self._buffer)
 
-    When the app answers before the request body has arrived (a 413, a redirect), hypercorn forgets
-    the stream, and the client's next DATA frame raises KeyError, which drops the whole connection
-    with every other stream on it. Here such data is discarded instead (never buffered) and its
-    bytes are handed back to the connection's flow-control window so other streams keep flowing.
-    """
-
-    async def _handle_events(self, events: list[h2.events.Event]) -> None:
-        for event in events:
-            if isinstance(event, h2.events.DataReceived) and event.stream_id not in self.streams:
-                self.connection.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-                continue
-            await super()._handle_events([event])
-
-
-# hypercorn's ProtocolWrapper picks its HTTP/2 class from this module attribute; this process is
-# the only user of hypercorn, so replacing it is the narrowest way to apply the fix above.
-setattr(hypercorn.protocol, "H2Protocol", _H2Protocol)  # noqa: B010 - not re-exported for mypy
-
-
-class _HypercornConnections:
-    def __init__(self, app: ASGIApp, options: ServeOptions) -> None:
-        self._config = _hypercorn_config(options)
-        self._context = WorkerContext(None)
-        self._app = ASGIWrapper(cast(Any, app))  # hypercorn's TypedDict scope types are stricter than ours
-        self._connections: set[asyncio.Task[Any]] = set()
-
-    async def serve_cleartext(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await self._serve(reader, writer, self._app)
-
-    async def serve_tls(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, facts: dict[str, object]
+    def _upgrade(
+        self, transport: asyncio.Transport, request: list[tuple[bytes, bytes]], settings: bytes, rest: bytes
     ) -> None:
-        await self._serve(reader, writer, _WithTLSFacts(self._app, facts))
+        handed_over(transport, functools.partial(self._hyper.serve, upgrade=(request, settings)), rest)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, app: Any) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._connections.add(task)
-            task.add_done_callback(self._connections.discard)
-        await TCPServer(app, asyncio.get_running_loop(), self._config, self._context, {}, reader, writer)
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._refused:
+            self._guard.release(self)
 
-    async def close(self, grace_seconds: float) -> None:
-        # Idle connections close now; busy ones after their in-flight streams, or at the grace limit.
-        await self._context.terminated.set()
-        if self._connections:
-            await asyncio.wait(set(self._connections), timeout=grace_seconds)
-        for task in list(self._connections):
-            task.cancel()
+    def expire(self) -> None:
+        self.deadline = 0.0
+        if self.transport is not None:
+            self.transport.close()
 
 
 def _host_port(host: str, port: int) -> str:

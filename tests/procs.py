@@ -75,15 +75,17 @@ def running(
     ready_timeout: float = 20.0,
     what: str | None = None,
     cwd: Path | None = None,
+    output: IO[bytes] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start a child, wait for `ready`, yield it; on exit SIGTERM it by PID (SIGKILL after 10 s).
 
-    stdout/stderr go to a temporary file so a failed start can show what the child said.
+    stdout/stderr go to `output` if given (the caller reads it), else to a temporary file, so a
+    failed start can show what the child said.
     """
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
-    log = tempfile.TemporaryFile(prefix=f"meshecho-{Path(cmd[0]).name}-")  # noqa: SIM115 - closed below
+    log = output or tempfile.TemporaryFile(prefix=f"meshecho-{Path(cmd[0]).name}-")  # noqa: SIM115
     proc = subprocess.Popen(list(cmd), env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
     try:
         if ready is not None:
@@ -96,7 +98,8 @@ def running(
         yield proc
     finally:
         stop(proc)
-        log.close()
+        if output is None:
+            log.close()
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:

@@ -8,16 +8,13 @@ the SIGTERM/SIGINT drain.
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,42 +25,19 @@ import websockets.sync.client
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tests.echo.serving import (
+    ECHO,
+    PKI,
+    READY_PATH,
+    Echo,
+    echo_server,
+    make_pki,
+    raw_connection,
+    read_until,
+    send_tolerant,
+)
+from tests.echo.serving import ready as _ready
 from tests.procs import free_port, port_open, running, wait_until
-
-ECHO = [sys.executable, "-m", "echo"]
-READY_PATH = "/_echo/readyz"
-
-
-@dataclass(frozen=True)
-class Echo:
-    proc: subprocess.Popen[bytes]
-    http: int
-    https: int | None
-    h2c: int | None
-
-    def url(self, path: str = "/", scheme: str = "http") -> str:
-        port = {"http": self.http, "https": self.https, "h2c": self.h2c}[scheme]
-        return f"{'https' if scheme == 'https' else 'http'}://127.0.0.1:{port}{path}"
-
-
-@dataclass(frozen=True)
-class PKI:
-    ca: trustme.CA
-    cert_file: Path
-    key_file: Path
-    ca_file: Path
-
-    def client_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context()
-        self.ca.configure_trust(context)
-        return context
-
-
-def _ready(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}{READY_PATH}", timeout=0.5).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _ready_tls(port: int) -> bool:
@@ -75,45 +49,13 @@ def _ready_tls(port: int) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def echo_server(
-    env: Mapping[str, str] | None = None, *, https: bool = True, h2c: bool = False
-) -> Iterator[Echo]:
-    """echo-server on free loopback ports, polled ready on /_echo/readyz (200 once every listener is up)."""
-    http_port = free_port()
-    https_port = free_port() if https else None
-    h2c_port = free_port() if h2c else None
-    full_env = {
-        "HTTP_PORT": str(http_port),
-        "HTTPS_PORT": str(https_port) if https_port else "off",
-        "H2C_PORT": str(h2c_port) if h2c_port else "off",
-        "ECHO_BIND": "127.0.0.1",
-        "ECHO_DRAIN_SECONDS": "0",
-        "DISABLE_REQUEST_LOGS": "true",
-        "POD_NAME": "echo-test-pod",
-        "SERVICE_VERSION": "v-test",
-        **(env or {}),
-    }
-    with running(ECHO, env=full_env, ready=lambda: _ready(http_port), what="echo-server") as proc:
-        yield Echo(proc, http_port, https_port, h2c_port)
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
-    ca = trustme.CA()
-    server = ca.issue_cert("localhost", "127.0.0.1")
-    directory = tmp_path_factory.mktemp("pki")
-    cert_file, key_file, ca_file = directory / "cert.pem", directory / "key.pem", directory / "ca.pem"
-    server.private_key_pem.write_to_path(str(key_file))
-    server.cert_chain_pems[0].write_to_path(str(cert_file))
-    for blob in server.cert_chain_pems[1:]:
-        blob.write_to_path(str(cert_file), append=True)
-    ca.cert_pem.write_to_path(str(ca_file))
-    return PKI(ca, cert_file, key_file, ca_file)
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def _tls_env(pki: PKI) -> dict[str, str]:
-    return {"HTTPS_CERT_FILE": str(pki.cert_file), "HTTPS_KEY_FILE": str(pki.key_file)}
+    return pki.env()
 
 
 HEADER_LIMIT = 4096
@@ -216,7 +158,7 @@ def test_h2c_upgrade_switches_protocols(shared: Echo) -> None:
             b"GET /upgrade HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade, HTTP2-Settings\r\n"
             b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
         )
-        head = _read_until(sock, b"\r\n\r\n")
+        head = read_until(sock, b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101 ")
     assert b"upgrade: h2c" in head.lower()
 
@@ -302,40 +244,6 @@ def test_websocket_echo(pki: PKI, shared: Echo, scheme: str) -> None:
 # --- limits and bad input -----------------------------------------------------------------------------
 
 
-def _read_until(sock: socket.socket, marker: bytes, limit: int = 1 << 20) -> bytes:
-    data = b""
-    with contextlib.suppress(ConnectionError, TimeoutError):
-        while marker not in data and len(data) < limit:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return data
-
-
-def _send_tolerant(sock: socket.socket, data: bytes) -> bool:
-    """Send; False once the server has closed on us (it may answer before we finish sending)."""
-    try:
-        sock.sendall(data)
-    except (BrokenPipeError, ConnectionResetError):
-        return False
-    return True
-
-
-@contextlib.contextmanager
-def _raw_connection(echo: Echo, scheme: str, pki: PKI | None) -> Iterator[socket.socket]:
-    port = echo.https if scheme == "https" else (echo.h2c if scheme == "h2c" else echo.http)
-    assert port is not None
-    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-    if scheme == "https":
-        assert pki is not None
-        context = pki.client_context()
-        context.set_alpn_protocols(["http/1.1"])
-        sock = context.wrap_socket(sock, server_hostname="localhost")
-    with sock:
-        yield sock
-
-
 LISTENERS = [pytest.param("http", id="http-uvicorn"), pytest.param("https", id="https-hypercorn")]
 
 
@@ -350,14 +258,14 @@ LISTENERS = [pytest.param("http", id="http-uvicorn"), pytest.param("https", id="
 def test_headers_over_max_header_size_get_431(
     pki: PKI, shared: Echo, scheme: str, header_bytes: int, complete: bool
 ) -> None:
-    with _raw_connection(shared, scheme, pki) as sock:
-        _send_tolerant(sock, b"GET /big HTTP/1.1\r\nHost: localhost\r\nX-Big: ")
+    with raw_connection(shared, scheme, pki) as sock:
+        send_tolerant(sock, b"GET /big HTTP/1.1\r\nHost: localhost\r\nX-Big: ")
         sent = 0
-        while sent < header_bytes and _send_tolerant(sock, b"a" * min(16384, header_bytes - sent)):
+        while sent < header_bytes and send_tolerant(sock, b"a" * min(16384, header_bytes - sent)):
             sent += 16384
         if complete:
-            _send_tolerant(sock, b"\r\n\r\n")
-        head = _read_until(sock, b"\r\n\r\n")
+            send_tolerant(sock, b"\r\n\r\n")
+        head = read_until(sock, b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 431 "), head[:200]
     assert httpx.get(shared.url("/small")).status_code == 200
 
@@ -374,20 +282,18 @@ def test_body_over_max_gets_413_without_reading_the_rest(
     pki: PKI, shared: Echo, scheme: str, framing: str
 ) -> None:
     """The server answers 413 while the client is still sending: the excess is never read or buffered."""
-    with _raw_connection(shared, scheme, pki) as sock:
+    with raw_connection(shared, scheme, pki) as sock:
         if framing == "chunked":
-            _send_tolerant(
-                sock, b"POST /up HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
-            )
+            send_tolerant(sock, b"POST /up HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n")
             chunk = b"4000\r\n" + b"x" * 0x4000 + b"\r\n"
             for _ in range(BODY_LIMIT // 0x4000 + 1):  # just over the limit, never the final 0-chunk
-                _send_tolerant(sock, chunk)
+                send_tolerant(sock, chunk)
         else:
-            _send_tolerant(
+            send_tolerant(
                 sock, b"POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10737418240\r\n\r\n"
             )
-            _send_tolerant(sock, b"x" * 1024)
-        head = _read_until(sock, b"\r\n\r\n")
+            send_tolerant(sock, b"x" * 1024)
+        head = read_until(sock, b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 413 "), head[:200]
     assert httpx.get(shared.url("/after")).status_code == 200
 
@@ -416,9 +322,9 @@ def test_http2_limits(
 
 @pytest.mark.parametrize("scheme", [*LISTENERS, pytest.param("h2c", id="h2c-hypercorn")])
 def test_malformed_http_gets_400_and_the_server_stays_up(pki: PKI, shared: Echo, scheme: str) -> None:
-    with _raw_connection(shared, scheme, pki) as sock:
+    with raw_connection(shared, scheme, pki) as sock:
         sock.sendall(b"THIS IS NOT HTTP\x00\x01\r\n\r\n")
-        head = _read_until(sock, b"\r\n\r\n")
+        head = read_until(sock, b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 "), head[:200]
     assert shared.proc.poll() is None
     assert httpx.get(shared.url("/still-here")).status_code == 200

@@ -20,8 +20,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from echo.cli import main_impl, serve_options
 from echo.config import load_config
+from echo.connections import Limits, Notices
+from echo.http1 import escape_high_bytes, split_target
 from echo.identity import Identity
-from echo.serve import ServeError, ServeOptions, bound_listeners, describe
+from echo.serve import ServeError, ServeOptions, bound_listeners, describe, fit_descriptor_limit
 from echo.tls import (
     ServerCertificate,
     SNIRecorder,
@@ -368,3 +370,112 @@ def test_bad_config_exits_2_with_usage() -> None:
     )
     assert "usage: echo-server" in err.getvalue()
     assert out.getvalue() == ""
+
+
+# --- serving limits: settings, derived bounds, pure helpers -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "expected"),
+    [
+        pytest.param([], {}, (10.0, 30.0, 10_000, 1_048_576), id="defaults"),
+        pytest.param(
+            [],
+            {
+                "ECHO_HEADER_TIMEOUT_SECONDS": "2.5",
+                "ECHO_BODY_TIMEOUT_SECONDS": "4",
+                "ECHO_MAX_CONNECTIONS": "50",
+            },
+            (2.5, 4.0, 50, 1_048_576),
+            id="env",
+        ),
+        pytest.param(
+            ["--header-timeout", "1", "--body-timeout", "2", "--max-connections", "3"],
+            {"ECHO_HEADER_TIMEOUT_SECONDS": "9"},
+            (1.0, 2.0, 3, 1_048_576),
+            id="flags-win",
+        ),
+        pytest.param([], {"MAX_HEADER_SIZE": "8388608"}, (10.0, 30.0, 10_000, 8_388_608), id="ceiling"),
+    ],
+)
+def test_serving_limit_settings(
+    argv: list[str], environ: dict[str, str], expected: tuple[float, float, int, int]
+) -> None:
+    config = load_config(argv, environ)
+    options = serve_options(config, Identity(name="pod", hostname="pod"))
+    assert (
+        options.header_timeout_seconds,
+        options.body_timeout_seconds,
+        options.max_connections,
+        options.max_header_bytes,
+    ) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        pytest.param("ECHO_HEADER_TIMEOUT_SECONDS", "0", "expected a positive", id="zero"),
+        pytest.param("ECHO_BODY_TIMEOUT_SECONDS", "-1", "expected 0-3600", id="negative"),
+        pytest.param("ECHO_MAX_CONNECTIONS", "0", "expected a positive", id="no-connections"),
+        pytest.param("MAX_HEADER_SIZE", "8388609", "at most 8388608", id="over-the-ceiling"),
+    ],
+)
+def test_serving_limit_errors(name: str, value: str, message: str) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    assert main_impl([], {name: value}, out, err) == 2
+    assert f"{name}: {message}" in err.getvalue().splitlines()[-1]
+
+
+def test_derived_bounds() -> None:
+    limits = Limits(
+        max_header_bytes=4096, header_timeout=10, body_timeout=30, keep_alive=75, max_connections=5
+    )
+    assert limits.head_bound == 2 * 4096 + 65536
+    assert limits.sweep_interval == 0.5
+    assert Limits(4096, 1, 30, 75, 5).sweep_interval == 0.1
+    assert Limits(4096, 0.1, 0.2, 75, 5).sweep_interval == 0.05
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        pytest.param(b"/a/b?x=1", (b"/a/b", b"x=1"), id="origin-form"),
+        pytest.param(b"/caf\xe9?q=\xff#frag", (b"/caf\xe9", b"q=\xff"), id="raw-bytes-and-fragment"),
+        pytest.param(b"http://host:8080/p?q", (b"/p", b"q"), id="absolute-form"),
+        pytest.param(b"http://host", (b"/", b""), id="absolute-form-without-path"),
+        pytest.param(b"*", (b"*", b""), id="asterisk"),
+    ],
+)
+def test_split_target(target: bytes, expected: tuple[bytes, bytes]) -> None:
+    assert split_target(target) == expected
+
+
+def test_escape_high_bytes_only_touches_bytes_over_0x7f() -> None:
+    assert escape_high_bytes(b"/caf\xe9/%41 x") == b"/caf%E9/%41 x"
+
+
+def test_notices_are_rate_limited() -> None:
+    log = io.StringIO()
+    notices = Notices(log, interval=3600)
+    for n in range(5):
+        notices.notice("cap", f"full {n}")
+    notices.notice("other", "else")
+    assert log.getvalue().splitlines() == ["echo-server: full 0", "echo-server: else"]
+
+
+def test_descriptor_limit_is_raised_or_the_cap_lowered(monkeypatch: pytest.MonkeyPatch) -> None:
+    import resource
+
+    limits = {"soft": 1024, "hard": 4096}
+
+    def getrlimit(_: int) -> tuple[int, int]:
+        return limits["soft"], limits["hard"]
+
+    def setrlimit(_: int, value: tuple[int, int]) -> None:
+        limits["soft"] = value[0]
+
+    monkeypatch.setattr(resource, "getrlimit", getrlimit)
+    monkeypatch.setattr(resource, "setrlimit", setrlimit)
+    assert fit_descriptor_limit(2000) == 2000  # raised to 2064
+    assert limits["soft"] == 2064
+    assert fit_descriptor_limit(10_000) == 4096 - 64  # the hard limit caps it
