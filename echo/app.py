@@ -295,8 +295,8 @@ class EchoApp:
         the app (400, 408, 431): `{"error": …}` as JSON, with the identity (and CORS) headers."""
         body = _json({"error": error})
         headers = [
-            (b"content-type", JSON_CONTENT_TYPE),
-            (b"content-length", str(len(body)).encode()),
+            (CONTENT_TYPE, JSON_CONTENT_TYPE),
+            (CONTENT_LENGTH, str(len(body)).encode()),
             *self._base_headers,
         ]
         return headers, body
@@ -436,9 +436,23 @@ class EchoApp:
                     # Fail fast, before reading anything, when the budget cannot take this body.
                     held.take(self._upfront_cost(int(declared), headers))
                     upfront = True
-            body, content_encoding, complete = await self._read_body(
-                receive, encoding, outcome, held, upfront
-            )
+            if declared is None and encoding is None and "transfer-encoding" not in headers:
+                # No body announced (GET and most requests): the server sends one empty message;
+                # read it here rather than through _read_body's loop (the hot path).
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return 499, outcome
+                first_body = message.get("body", b"")
+                if first_body or message.get("more_body", False):
+                    body, content_encoding, complete = await self._read_body(
+                        receive, encoding, outcome, held, upfront, first=message
+                    )
+                else:
+                    body, content_encoding, complete = b"", None, True
+            else:
+                body, content_encoding, complete = await self._read_body(
+                    receive, encoding, outcome, held, upfront
+                )
             if not complete:
                 return 499, outcome
             return await self._answer(scope, receive, send, headers, body, content_encoding, outcome, held)
@@ -462,9 +476,16 @@ class EchoApp:
         return {"error": f"request body larger than {self._max_body} bytes", "limit": self._max_body}
 
     async def _read_body(
-        self, receive: Receive, encoding: str | None, outcome: _Outcome, held: _Held, upfront: bool
+        self,
+        receive: Receive,
+        encoding: str | None,
+        outcome: _Outcome,
+        held: _Held,
+        upfront: bool,
+        first: Message | None = None,
     ) -> tuple[bytes, dict[str, object] | None, bool]:
-        """(body, Content-Encoding description, complete); complete is False when the client left."""
+        """(body, Content-Encoding description, complete); complete is False when the client left.
+        ``first``: a message already received."""
         decoder: BodyDecoder | None = None
         codings: tuple[str, ...] = ()
         if encoding is not None:
@@ -476,7 +497,7 @@ class EchoApp:
         received = 0
         more = True
         while more:
-            message = await receive()
+            message, first = (first, None) if first is not None else (await receive(), None)
             if message["type"] == "http.disconnect":
                 outcome.bytes_in = received
                 return b"", None, False

@@ -39,9 +39,10 @@ from typing import Any, cast
 from urllib.parse import unquote
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
 from echo.connections import ConnectionGuard, ErrorResponse, Limits, LingeringClose
+from echo.h1response import CONNECTION_CLOSE, EchoCycle, default_headers
 
 TLS_EXTENSION = "meshecho.tls"
 RAW_HEADER_NAMES_EXTENSION = "echo.raw_header_names"
@@ -207,9 +208,9 @@ class EchoHttpTools(HttpToolsProtocol):
     def _answer_and_close(self, status: int, message: str, *, linger: bool = True) -> None:
         headers, body = self._ctx.error_response(status, message)
         parts = [STATUS_LINE[status]]
-        for name, value in (*self.server_state.default_headers, *headers):
+        for name, value in (*default_headers(self.server_state.default_headers), *headers):
             parts += [name, b": ", value, b"\r\n"]
-        parts += [b"connection: close\r\n\r\n", body]
+        parts += [CONNECTION_CLOSE, b"\r\n", body]
         if not self.transport.is_closing():
             self.transport.write(b"".join(parts))
         self._linger(at_once=not linger)
@@ -336,6 +337,11 @@ class EchoHttpTools(HttpToolsProtocol):
         self._line_prefix = b""
         self._line_done = False
         super().on_headers_complete()
+        cycle = self.cycle
+        if type(cycle) is RequestResponseCycle:
+            # uvicorn creates the cycle itself and has no hook for its class: switch it to ours,
+            # which sends the head as the app gives it, with the body (echo/h1response.py).
+            cycle.__class__ = EchoCycle
         if self._raw_line is not None:
             self._restore_raw_target(self._raw_line)
             self._raw_line = None

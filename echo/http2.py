@@ -326,7 +326,8 @@ class _Protocol(H2Protocol):
         headers, body = self._context.error_response(
             431, f"request header block too large to decode (MAX_HEADER_SIZE is {limit} bytes)"
         )
-        block = self.connection.encoder.encode([(b":status", b"431"), *headers])
+        # Written straight to HPACK, past h2's own normalisation: HTTP/2 names are lower-case.
+        block = self.connection.encoder.encode([(b":status", b"431"), *((n.lower(), v) for n, v in headers)])
         goaway = GoAwayFrame(0, last_stream_id=stream_id, error_code=h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
         frames: list[Frame] = [
             HeadersFrame(stream_id, data=block, flags=["END_HEADERS"]),
