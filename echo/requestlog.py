@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,11 +53,29 @@ def is_secret_header(name: str) -> bool:
     return secret
 
 
+# Header names as given (any case), sorted once into secret and not: a request whose names are all
+# known costs two C-level set operations, as a fixed list would; only new names are looked at, and
+# the sets stop growing at _CACHE_LIMIT names (a client can invent endless names).
+_known_names: set[str] = set(REDACTED_HEADERS)
+_secret_set: set[str] = set(REDACTED_HEADERS)
+
+
 def redact_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
     """Headers with secret values replaced (names compared lower-case); unchanged when none is secret."""
-    present = [name for name in headers if is_secret_header(name.lower())]
-    if not present:
-        return headers
+    if not headers.keys() <= _known_names:  # a keys view compares without building a set
+        for name in headers:
+            if name not in _known_names and len(_known_names) < _CACHE_LIMIT:
+                _known_names.add(name)
+                if is_secret_header(name.lower()):
+                    _secret_set.add(name)
+        if not headers.keys() <= _known_names:  # over the limit: decide name by name
+            present = [name for name in headers if is_secret_header(name.lower())]
+            return _redacted(headers, present) if present else headers
+    present_set = _secret_set.intersection(headers)
+    return _redacted(headers, present_set) if present_set else headers
+
+
+def _redacted(headers: Mapping[str, str], present: Iterable[str]) -> Mapping[str, str]:
     redacted = dict(headers)
     for name in present:
         redacted[name] = REDACTED
