@@ -220,7 +220,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=2.0, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--no-nginx", action="store_true", help="skip the nginx ceiling")
+    parser.add_argument(
+        "--compare",
+        metavar="GIT_REF",
+        help="also run echo-server (log on) as of this commit, from a temporary git worktree with this "
+        "venv, interleaved with the rest: before/after figures from one run",
+    )
+    parser.add_argument(
+        "--only", metavar="TEXT", help="run only the scenarios whose name contains TEXT (e.g. 'GET keep')"
+    )
     args = parser.parse_args(argv)
+    scenarios = [s for s in SCENARIOS if args.only is None or args.only in s.name]
     if args.quick:
         args.rounds, args.duration = 1, 1.0
     for tool in ("wrk", "taskset"):
@@ -241,26 +251,64 @@ def main(argv: Sequence[str] | None = None) -> int:
         key.write_bytes(certificate.key_pem)
         key.chmod(0o600)
         scripts = {}
-        for scenario in SCENARIOS:
+        for scenario in scenarios:
             scripts[scenario.name] = directory / f"{scenario.name.replace(' ', '_')}.lua"
             scripts[scenario.name].write_text(lua_script(scenario))
 
         targets: list[Target] = []
         with contextlib.ExitStack() as stack:
             base_env = {k: v for k, v in os.environ.items() if not k.startswith(("HTTP", "MTLS", "ECHO_"))}
-            for name, logs_off in (("echo (log on)", False), ("echo (log off)", True)):
+            echoes: list[tuple[str, bool, list[str], dict[str, str]]] = [
+                ("echo (log on)", False, [echo_server], {}),
+                ("echo (log off)", True, [echo_server], {}),
+            ]
+            if args.compare:
+                tree = directory / "compare"
+                subprocess.run(
+                    [
+                        "git",
+                        "-C",
+                        str(REPO),
+                        "worktree",
+                        "add",
+                        "--detach",
+                        "--quiet",
+                        str(tree),
+                        args.compare,
+                    ],
+                    check=True,
+                )
+                stack.callback(
+                    subprocess.run,
+                    ["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)],
+                    check=False,
+                )
+                echoes.append(
+                    (
+                        f"echo@{args.compare[:10]} (log on)",
+                        False,
+                        # -P: the repository the bench runs from must not shadow the worktree
+                        [sys.executable, "-P", "-m", "echo"],
+                        {"PYTHONPATH": str(tree)},
+                    )
+                )
+            for name, logs_off, command, extra_env in echoes:
                 target = Target(name, free_port(), free_port())
-                env = base_env | {
-                    "HTTP_PORT": str(target.http_port),
-                    "HTTPS_PORT": str(target.https_port),
-                    "ECHO_BIND": "127.0.0.1",
-                    "ECHO_DRAIN_SECONDS": "0",
-                    "DISABLE_REQUEST_LOGS": "true" if logs_off else "false",
-                    "HTTPS_CERT_FILE": str(cert),
-                    "HTTPS_KEY_FILE": str(key),
-                }
+                env = (
+                    base_env
+                    | {
+                        "HTTP_PORT": str(target.http_port),
+                        "HTTPS_PORT": str(target.https_port),
+                        "ECHO_BIND": "127.0.0.1",
+                        "ECHO_DRAIN_SECONDS": "0",
+                        "DISABLE_REQUEST_LOGS": "true" if logs_off else "false",
+                        "HTTPS_CERT_FILE": str(cert),
+                        "HTTPS_KEY_FILE": str(key),
+                    }
+                    | extra_env
+                )
                 target.proc = stack.enter_context(
-                    started(pinned([echo_server], server_core), env, target.http_port)
+                    started(pinned(command, server_core), env, target.http_port)
                 )
                 wait_port(target.https_port or 0, target.proc)
                 targets.append(target)
@@ -294,10 +342,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 targets.append(ngx)
 
             results: dict[tuple[str, str], Result] = {}
-            total = sum(1 for s in SCENARIOS for t in targets if not s.tls or t.https_port is not None)
+            total = sum(1 for s in scenarios for t in targets if not s.tls or t.https_port is not None)
             done = 0
             for round_number in range(args.rounds):
-                for scenario in SCENARIOS:
+                for scenario in scenarios:
                     for target in targets:
                         if scenario.tls and target.https_port is None:
                             continue
