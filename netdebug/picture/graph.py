@@ -17,6 +17,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
+from netdebug.k8s.hosts import CLUSTER_DOMAIN
 from netdebug.picture.kinds import Tone, kind_order, path_style
 from netdebug.picture.model import AnswerRow, ProbeView, VersionRow, display_url, transport_errors
 
@@ -105,7 +106,7 @@ def identity_lines(identity: str) -> tuple[str, ...]:
     parts = identity[len(prefix) :].split("/") if identity.startswith(prefix) else []
     if len(parts) == 5 and parts[1] == "ns" and parts[3] == "sa":
         lines = [f"sa/{parts[4]}", f"ns/{parts[2]}"]
-        return tuple(lines if parts[0] == "cluster.local" else [*lines, parts[0]])
+        return tuple(lines if parts[0] == CLUSTER_DOMAIN else [*lines, parts[0]])
     return (identity,)
 
 
