@@ -24,6 +24,21 @@ HIST_ROW_H: Final = 46.0
 BUCKET_RATIO: Final = 10.0 ** (1.0 / 20.0)  # the prober's 20 buckets per decade (probe/traffic.py)
 
 
+def axis_tick(x: float, height: float, label: str) -> list[Markup]:
+    """A chart's vertical grid line at `x` and its label under the axis."""
+    return [
+        tag(
+            "line",
+            {"x1": num(x), "x2": num(x), "y1": num(TOP - 6), "y2": num(height - AXIS_H), "class_": "grid"},
+        ),
+        tag(
+            "text",
+            {"x": num(x), "y": num(height - AXIS_H + 16), "class_": "tick", "text_anchor": "middle"},
+            label,
+        ),
+    ]
+
+
 def _svg(prefix: str, name: str, width: float, height: float, title: str, desc: str, *body: Markup) -> Markup:
     return tag(
         "svg",
@@ -76,25 +91,7 @@ def split_svg(view: ProbeView, prefix: str) -> Markup:
     value = 0.0
     while value <= top + 1e-9:
         x = sx(value)
-        ticks.append(
-            tag(
-                "line",
-                {
-                    "x1": num(x),
-                    "x2": num(x),
-                    "y1": num(TOP - 6),
-                    "y2": num(height - AXIS_H),
-                    "class_": "grid",
-                },
-            )
-        )
-        ticks.append(
-            tag(
-                "text",
-                {"x": num(x), "y": num(height - AXIS_H + 16), "class_": "tick", "text_anchor": "middle"},
-                f"{value:g}%",
-            )
-        )
+        ticks += axis_tick(x, height, f"{value:g}%")
         value += step
     rows: list[Markup] = []
     desc: list[str] = []
@@ -231,25 +228,7 @@ def latency_svg(view: ProbeView, prefix: str, measured_from: str) -> Markup | No
     body: list[Markup] = []
     for value in ticks:
         x = sx(value)
-        body.append(
-            tag(
-                "line",
-                {
-                    "x1": num(x),
-                    "x2": num(x),
-                    "y1": num(TOP - 6),
-                    "y2": num(height - AXIS_H),
-                    "class_": "grid",
-                },
-            )
-        )
-        body.append(
-            tag(
-                "text",
-                {"x": num(x), "y": num(height - AXIS_H + 16), "class_": "tick", "text_anchor": "middle"},
-                f"{value:g}",
-            )
-        )
+        body += axis_tick(x, height, f"{value:g}")
     body.append(
         tag(
             "text",
