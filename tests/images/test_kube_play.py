@@ -102,11 +102,15 @@ def stand_in(deployment: Manifest, error: str, podinfo: Path) -> str | None:
         volume = next(v for v in spec["volumes"] if v["name"] == refused_volume.group(1))
         kinds = [k for k in volume if k != "name"]
         items = volume.get("downwardAPI", {}).get("items", [])
-        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        metadata = deployment["spec"]["template"]["metadata"]
+        # The kubelet writes labels and annotations in one format (key="value" a line).
+        sources = {"metadata.labels": "labels", "metadata.annotations": "annotations"}
         for item in items:
-            if item["fieldRef"]["fieldPath"] != "metadata.labels":
+            source = sources.get(item["fieldRef"]["fieldPath"])
+            if source is None:
                 raise AssertionError(f"no stand-in for downwardAPI item {item}")
-            (podinfo / item["path"]).write_text(downward_labels_file(labels), encoding="utf-8")
+            content = downward_labels_file(metadata.get(source) or {})
+            (podinfo / item["path"]).write_text(content, encoding="utf-8")
         for kind in kinds:
             volume.pop(kind)
         volume["hostPath"] = {"path": str(podinfo), "type": "Directory"}
