@@ -285,6 +285,8 @@ class EchoHttpTools(HttpToolsProtocol):
         # uvicorn's on_header, plus the Host count; after the head, a trailer field (rule 1).
         if self._in_head:
             name = name.lower()
+            # llhttp keeps trailing whitespace, which is not part of the value (RFC 9110 §5.5).
+            value = value.rstrip(b" \t")
             if name == b"host":
                 self._hosts += 1
             elif name == b"expect" and value.lower() == b"100-continue":
@@ -301,7 +303,7 @@ class EchoHttpTools(HttpToolsProtocol):
             self._fields_total = sum(len(field) + len(content) for field, content in self.headers)
         self._fields_total += len(name) + len(value)
         self._overhead += len(name) + len(value)
-        self.headers.append((name.lower(), value))
+        self.headers.append((name.lower(), value.rstrip(b" \t")))
         limit = self._ctx.limits.max_header_bytes
         if self._fields_total > limit:
             self._reject(

@@ -243,6 +243,23 @@ def test_small_trailers_are_fine(echo: Echo, pki: PKI, scheme: str) -> None:
     assert json.loads(answer.body)["body"] == "abc"
 
 
+@pytest.mark.parametrize("scheme", H1)
+def test_trailing_whitespace_is_not_part_of_a_value(echo: Echo, pki: PKI, scheme: str) -> None:
+    # llhttp hands values over with their trailing spaces and tabs; RFC 9110 §5.5 excludes them,
+    # and mendhak's Node strips them: `headers` shows the value without them, trailers alike.
+    with raw_connection(echo, scheme, pki) as sock:
+        sock.sendall(
+            b"POST /ows HTTP/1.1\r\nHost: x\r\nX-Padded: a b \t \r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n0\r\nX-Checksum: 1\t\r\n\r\n"
+        )
+        answer = read_answer(sock)
+    assert answer is not None
+    assert answer.status == 200
+    headers = json.loads(answer.body)["headers"]
+    assert headers["x-padded"] == "a b"
+    assert headers["x-checksum"] == "1"
+
+
 @pytest.mark.parametrize("scheme", H2)
 @pytest.mark.parametrize(
     ("size", "status", "goaway"),
