@@ -1,7 +1,7 @@
 """HTTP/1.x responses: uvicorn's response cycle with its `send` replaced.
 
-uvicorn builds a `RequestResponseCycle` for every request and its `send` does two things this
-server does differently:
+The HTTP/1.x protocol (echo/http1.py) builds an `EchoCycle` for every request where uvicorn would
+build its `RequestResponseCycle`, whose `send` does two things this server does differently:
 
 1. It lower-cases every response header name. mendhak's Express answers `Content-Type`,
    `Content-Length`, `Access-Control-Allow-Origin`, … and scripts grep `curl -i` output
@@ -23,8 +23,12 @@ HEAD, 204 and 304 have no body, and flow control (write paused → wait for the 
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Callable
 from typing import Any
 
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import (
     HEADER_RE,
     HEADER_VALUE_RE,
@@ -40,6 +44,25 @@ CONNECTION_CLOSE = b"Connection: close\r\n"
 CHUNKED = b"Transfer-Encoding: chunked\r\n"
 
 
+# The header names that frame the response, by how this cycle treats them; every name the app
+# sends is classed once (the app's names are a handful of constants), the table bounded in size.
+_CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION = 1, 2, 3
+_FRAMING_NAMES = {
+    b"content-length": _CONTENT_LENGTH,
+    b"transfer-encoding": _TRANSFER_ENCODING,
+    b"connection": _CONNECTION,
+}
+_FRAMING: dict[bytes, int] = {}
+_FRAMING_TABLE_SIZE = 4096
+
+
+def _framing_kind(name: bytes) -> int:
+    kind = _FRAMING_NAMES.get(name.lower(), 0)
+    if len(_FRAMING) < _FRAMING_TABLE_SIZE:
+        _FRAMING[name] = kind
+    return kind
+
+
 def default_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     global _defaults_seen
     if _defaults_seen[0] is not headers:
@@ -48,9 +71,40 @@ def default_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, byt
 
 
 class EchoCycle(RequestResponseCycle):
-    """Swapped in for uvicorn's cycle by the HTTP/1.x protocol, right after uvicorn creates it."""
+    """The response cycle the HTTP/1.x protocol builds in place of uvicorn's."""
 
-    _head: bytes | None = None  # written with the first body message
+    def __init__(
+        self,
+        scope: Any,
+        transport: asyncio.Transport,
+        flow: FlowControl,
+        logger: logging.Logger,
+        default_headers: list[tuple[bytes, bytes]],
+        keep_alive: bool,
+        expect_100_continue: bool,
+        on_response: Callable[..., None],
+    ) -> None:
+        # uvicorn's __init__, with positional arguments (one per request: every step counts); the
+        # access log is off on every listener (the app writes the request log).
+        self.scope = scope
+        self.transport = transport
+        self.flow = flow
+        self.logger = logger
+        self.access_logger = logger
+        self.access_log = False
+        self.default_headers = default_headers
+        self.message_event = asyncio.Event()
+        self.on_response = on_response
+        self.disconnected = False
+        self.keep_alive = keep_alive
+        self.waiting_for_100_continue = expect_100_continue
+        self.body = bytearray()
+        self.more_body = True
+        self.response_started = False
+        self.response_complete = False
+        self.chunked_encoding: bool | None = None
+        self.expected_content_length = 0
+        self._head: bytes | None = None  # written with the first body message
 
     async def send(self, message: Any) -> None:
         if self.flow.write_paused and not self.disconnected:
@@ -103,24 +157,27 @@ class EchoCycle(RequestResponseCycle):
         headers = [*default_headers(self.default_headers), *app_headers]
         # uvicorn's checks, one search over all names and one over all values: a character
         # class matches in the joined bytes exactly when it matches in one of the parts.
-        if HEADER_RE.search(b"".join(name for name, _ in headers)):
+        if HEADER_RE.search(b"".join([name for name, _ in headers])):
             raise RuntimeError("Invalid HTTP header name.")
-        if HEADER_VALUE_RE.search(b"".join(value for _, value in headers)):
+        if HEADER_VALUE_RE.search(b"".join([value for _, value in headers])):
             raise RuntimeError("Invalid HTTP header value.")
         content = [STATUS_LINE[status]]
         has_connection_close = False
         for name, value in headers:
-            lowered = name.lower()
-            if lowered == b"content-length" and self.chunked_encoding is None:
-                self.expected_content_length = int(value.decode())
-                self.chunked_encoding = False
-            elif lowered == b"transfer-encoding" and value.lower() == b"chunked":
-                self.expected_content_length = 0
-                self.chunked_encoding = True
-            elif lowered == b"connection" and b"close" in [t.strip() for t in value.lower().split(b",")]:
-                self.keep_alive = False
-                has_connection_close = True
-            content.append(b"%b: %b\r\n" % (name, value))
+            kind = _FRAMING.get(name)
+            if kind is None:
+                kind = _framing_kind(name)
+            if kind:
+                if kind == _CONTENT_LENGTH and self.chunked_encoding is None:
+                    self.expected_content_length = int(value.decode())
+                    self.chunked_encoding = False
+                elif kind == _TRANSFER_ENCODING and value.lower() == b"chunked":
+                    self.expected_content_length = 0
+                    self.chunked_encoding = True
+                elif kind == _CONNECTION and b"close" in [t.strip() for t in value.lower().split(b",")]:
+                    self.keep_alive = False
+                    has_connection_close = True
+            content += (name, b": ", value, b"\r\n")
         if not self.keep_alive and not has_connection_close:
             content.append(CONNECTION_CLOSE)
         if self.chunked_encoding is None and self.scope["method"] != "HEAD" and status not in (204, 304):

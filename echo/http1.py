@@ -39,7 +39,8 @@ from typing import Any, cast
 from urllib.parse import unquote
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.flow_control import service_unavailable
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from echo.connections import ConnectionGuard, ErrorResponse, Limits, LingeringClose
 from echo.h1response import CONNECTION_CLOSE, EchoCycle, default_headers
@@ -338,15 +339,50 @@ class EchoHttpTools(HttpToolsProtocol):
         self._head_bytes = 0
         self._line_prefix = b""
         self._line_done = False
-        super().on_headers_complete()
-        cycle = self.cycle
-        if type(cycle) is RequestResponseCycle:
-            # uvicorn creates the cycle itself and has no hook for its class: switch it to ours,
-            # which sends the head as the app gives it, with the body (echo/h1response.py).
-            cycle.__class__ = EchoCycle
+        # uvicorn's on_headers_complete, inlined: it builds its own response cycle class, and this
+        # protocol's is EchoCycle (echo/h1response.py), which sends the head as the app gives it,
+        # with the body. (Swapping the class of uvicorn's cycle afterwards would cost every later
+        # attribute access on it its fast path.)
+        parser = self.parser
+        scope = self.scope
+        scope["method"] = parser.get_method().decode("ascii")
+        if version != "1.1":
+            scope["http_version"] = version
+        if parser.should_upgrade() and self._should_upgrade():
+            return
+        url = httptools.parse_url(self.url)
+        raw_path: bytes = url.path
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = unquote(path)
+        scope["path"] = self.root_path + path
+        scope["raw_path"] = self.root_path.encode("ascii") + raw_path
+        scope["query_string"] = url.query or b""
         if self._raw_line is not None:
             self._restore_raw_target(self._raw_line)
             self._raw_line = None
+        app = self.app
+        if self.limit_concurrency is not None and (
+            len(self.connections) >= self.limit_concurrency or len(self.tasks) >= self.limit_concurrency
+        ):
+            app = service_unavailable
+            self.logger.warning("Exceeded concurrency limit.")
+        existing = self.cycle
+        self.cycle = cycle = EchoCycle(
+            scope,
+            self.transport,
+            self.flow,
+            self.logger,
+            self.server_state.default_headers,
+            version != "1.0" and parser.should_keep_alive(),
+            self.expect_100_continue,
+            self.on_response_complete,
+        )
+        if existing is None or existing.response_complete:
+            self._start_asgi_task(cycle, app)
+        else:  # pipelined: queued until the response before it completes
+            self.flow.pause_reading()
+            self.pipeline.appendleft((cycle, app))
 
     def on_body(self, body: bytes) -> None:
         self._body_seen = True
