@@ -145,7 +145,11 @@ def test_rolling_restart_behind_envoy_health_checks_loses_nothing(tmp_path: pyte
         report: dict[str, object] = {}
         load = threading.Thread(target=_probe, args=(listen, report), daemon=True)
         load.start()
-        wait_until(lambda: _answered(listen), 10, "the load to flow")
+        wait_until(lambda: _answered(listen), 10, "Envoy to answer")
+        # The probe is a process of its own, slow to start on a loaded machine: the first restart
+        # waits for its requests to flow, or the first pod could drain before it answered any.
+        before = _upstream_requests(admin)
+        wait_until(lambda: _upstream_requests(admin) >= before + 30, 30, "the probe's requests to flow")
         exits = []
         for index, (port, old) in enumerate(zip(ports, first, strict=True)):
             old.send_signal(signal.SIGTERM)
@@ -162,6 +166,21 @@ def test_rolling_restart_behind_envoy_health_checks_loses_nothing(tmp_path: pyte
     pods = report["pods"]
     assert isinstance(pods, dict)
     assert set(pods) == {"pod-0-a", "pod-0-b", "pod-1-a", "pod-1-b"}, pods
+
+
+def _upstream_requests(admin: int) -> int:
+    """Requests Envoy has sent to the echo cluster so far (its admin stats)."""
+    try:
+        text = httpx.get(
+            f"http://127.0.0.1:{admin}/stats?filter=^cluster.echo.upstream_rq_total$", timeout=1
+        ).text
+    except httpx.HTTPError:
+        return 0
+    for line in text.splitlines():
+        name, _, value = line.partition(": ")
+        if name == "cluster.echo.upstream_rq_total":
+            return int(value)
+    return 0
 
 
 def _answered(port: int) -> bool:
