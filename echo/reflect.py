@@ -243,11 +243,22 @@ def _fresh(method: str, headers: Mapping[str, str]) -> bool:
     return if_none_match is not None and if_none_match.strip() == "*" and not if_modified_since
 
 
+# Content-Type values seen so far and whether each is JSON: a request with a body asks up to three
+# times (budget, document, json field), and clients send a handful of values. Bounded in size.
+_JSON_CONTENT_TYPES: dict[str, bool] = {}
+_JSON_CONTENT_TYPES_SIZE = 1024
+
+
 def is_json_content_type(content_type: str | None) -> bool:
     if not content_type:
         return False
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+    known = _JSON_CONTENT_TYPES.get(content_type)
+    if known is None:
+        media = content_type.split(";", 1)[0].strip().lower()
+        known = media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+        if len(_JSON_CONTENT_TYPES) < _JSON_CONTENT_TYPES_SIZE:
+            _JSON_CONTENT_TYPES[content_type] = known
+    return known
 
 
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from echo import reflect as reflect_module
 from echo.reflect import (
     RAW_HEADER_NAMES_EXTENSION,
     REDACTED,
@@ -283,6 +284,17 @@ def test_no_json_field_for_other_types() -> None:
     assert "json" not in run(make_scope(method="POST", headers=[(b"content-type", b"text/plain")]), b"{}")
     assert not is_json_content_type(None)
     assert not is_json_content_type("application/jsonx")
+
+
+def test_json_content_type_answers_hold_past_the_remembered_values() -> None:
+    # The answers are remembered per value, in a table of bounded size: the same answers after it
+    # is full, and a client sending endless distinct values cannot grow it.
+    values = [f"application/vnd.{i}+json; charset=utf-8" for i in range(3000)]
+    values += [f"text/x-{i}" for i in range(3000)]
+    for _ in range(2):
+        assert [is_json_content_type(value) for value in values] == [True] * 3000 + [False] * 3000
+    assert len(reflect_module._JSON_CONTENT_TYPES) <= reflect_module._JSON_CONTENT_TYPES_SIZE
+    assert is_json_content_type("Application/JSON ; charset=utf-8")
 
 
 @pytest.mark.parametrize(
