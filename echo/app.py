@@ -4,8 +4,8 @@ Measured: Starlette's ``Request`` halves throughput against a raw ASGI callable,
 works on the scope directly. Work that does not depend on the request (identity headers, CORS headers,
 the ``pod`` document, the redacted environment, the override body) is done once in ``create_app``.
 
-Admin endpoints live under ``config.admin_prefix`` (default ``/_echo/``); every other path is echoed.
-Admin requests are neither logged nor counted, so kubelet probes do not drown the demo traffic.
+Admin endpoints (echo/admin.py) live under ``config.admin_prefix`` (default ``/_echo/``); every
+other path is echoed. The request's memory is charged to a shared budget (echo/budget.py).
 """
 
 from __future__ import annotations
@@ -17,14 +17,21 @@ import random
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from enum import StrEnum
 from itertools import chain
 from typing import Any
 
 import orjson
 
 from echo import controls as ctl
-from echo.budget import MemoryBudget
+from echo.admin import AdminEndpoints
+from echo.budget import (
+    COST_PER_BODY_BYTE,
+    MemoryBudget,
+    Refused,
+    RequestShare,
+    document_estimate,
+    upfront_cost,
+)
 from echo.config import EchoConfig
 from echo.controls import express_content_type
 from echo.encoding import (
@@ -36,7 +43,6 @@ from echo.encoding import (
 )
 from echo.identity import Identity
 from echo.mesh import mesh_info, parse_attempt
-from echo.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from echo.metrics import Metrics
 from echo.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
 from echo.prometheus import PromBundle
@@ -50,7 +56,7 @@ from echo.reflect import (
     reflect,
     safe_text,
 )
-from echo.requestlog import FdSink, LogSink, format_time, log_line
+from echo.requestlog import FdSink, LogSink, log_line
 from echo.trust import TrustedProxies
 
 Scope = MutableMapping[str, Any]
@@ -64,38 +70,11 @@ _JSON_OPTIONS = orjson.OPT_INDENT_2  # mendhak (Express 'json spaces' 2) pretty-
 # Larger bodies go out in pieces, so the server's flow control holds the request (and its share of
 # the memory budget) until the client has read most of the answer.
 _SEND_CHUNK = 256 * 1024
-# Up-front memory estimate per body byte: the raw bytes, the decoded text, the serialised document.
-# Escapes and parsed JSON are added when the document is built, once their size is known.
-_COST_PER_BODY_BYTE = 3
-_JSON_OBJECTS_PER_BYTE = 25  # measured: 10 MiB of [{"a":1},...] parses into ~220 MB of objects
-_DOCUMENT_OVERHEAD = 16 * 1024
-# JSON escapes: most control characters take 6 bytes (\u0001); these take 2 (\n, \", \\).
-_CONTROL_BYTES = bytes(range(0x20))
-_SHORT_CONTROLS = (b"\n", b"\t", b"\r", b"\b", b"\f")
-RETRY_AFTER_SECONDS = 1
 
 # Response header names as Express writes them on HTTP/1.x (curl -i shows them; scripts grep them).
 # HTTP/2 requires lower-case names (RFC 9113 §8.2.1): there every name is lower-cased.
 CONTENT_TYPE = b"Content-Type"
 CONTENT_LENGTH = b"Content-Length"
-
-
-class Readiness(StrEnum):
-    READY = "ready"
-    NOT_READY = "not-ready"
-    DRAINING = "draining"
-
-
-class _Refused(Exception):
-    """A request that must be answered early with ``status`` and a JSON error."""
-
-    def __init__(
-        self, status: int, error: dict[str, object], headers: list[tuple[bytes, bytes]] | None = None
-    ):
-        super().__init__(error.get("error"))
-        self.status = status
-        self.error = error
-        self.headers = headers or []
 
 
 def _header_value(text: str) -> bytes:
@@ -110,61 +89,6 @@ def _json(value: object) -> bytes:
 
 def _lower(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     return [(name.lower(), value) for name, value in headers]
-
-
-def document_estimate(body: bytes, parse_json: bool) -> int:
-    """Bytes the echo document of ``body`` may take while it is built: text, escapes, parsed JSON."""
-    size = len(body)
-    if size <= 4096:
-        short, long = 0, size  # not worth counting: assume the worst
-    else:
-        controls = size - len(body.translate(None, _CONTROL_BYTES))
-        short_controls = sum(body.count(byte) for byte in _SHORT_CONTROLS)
-        short = short_controls + body.count(b'"') + body.count(b"\\")
-        long = controls - short_controls
-    # The text (or its base64, 4/3), then the serialised document: every byte plus its escapes.
-    estimate = 2 * size + short + 5 * long + _DOCUMENT_OVERHEAD
-    if parse_json:
-        estimate += (_JSON_OBJECTS_PER_BYTE + 6) * size
-    return estimate
-
-
-class _Held:
-    """Bytes one request holds in the shared budget; released when the request ends."""
-
-    __slots__ = ("budget", "held")
-
-    def __init__(self, budget: MemoryBudget) -> None:
-        self.budget = budget
-        self.held = 0
-
-    def take(self, amount: int) -> None:
-        if amount <= 0:
-            return
-        if self.budget.reserve(amount):
-            self.held += amount
-            return
-        if self.held + amount > self.budget.limit:
-            raise _Refused(
-                413,
-                {
-                    "error": f"this request needs about {self.held + amount} bytes of memory, more than "
-                    f"ECHO_MAX_INFLIGHT_BYTES ({self.budget.limit})",
-                    "limit": self.budget.limit,
-                },
-            )
-        raise _Refused(
-            503,
-            {
-                "error": "too many large requests in flight (ECHO_MAX_INFLIGHT_BYTES); retry later",
-                "retry_after": RETRY_AFTER_SECONDS,
-            },
-            [(b"Retry-After", str(RETRY_AFTER_SECONDS).encode())],
-        )
-
-    def release(self) -> None:
-        self.budget.release(self.held)
-        self.held = 0
 
 
 class _Outcome:
@@ -221,7 +145,6 @@ class EchoApp:
             if config.prometheus_enabled
             else None
         )
-        self.readiness = Readiness.READY
         self.in_flight = 0
         self._rng = rng
         self._clock = clock
@@ -236,9 +159,6 @@ class EchoApp:
         self._max_body = config.max_body_bytes
         self._max_delay_ms = config.max_delay_ms
         self._max_json = config.max_json_bytes
-        self._readyz_from = (
-            TrustedProxies(config.readyz_change_from) if config.readyz_change_from is not None else None
-        )
         self._identity_headers: list[tuple[bytes, bytes]] = [
             (b"x-echo-pod", _header_value(identity.name)),
             (b"x-echo-version", _header_value(identity.version)),
@@ -275,20 +195,28 @@ class EchoApp:
             guessed, _ = mimetypes.guess_type(config.override_response_body_file_path.name)
             if guessed:
                 self._override_type = express_content_type(guessed).encode()
+        self.admin = AdminEndpoints(
+            prefix=config.admin_prefix,
+            identity=identity,
+            metrics=self.metrics,
+            readyz_change_from=config.readyz_change_from,
+            respond=self._respond,
+            log_sink=log_sink,
+            wall_clock=wall_clock,
+        )
 
-    # -- readiness, for the serving layer and the admin endpoint --------------------------------
+    # -- readiness, for the serving layer ----------------------------------------------------------
 
     @property
     def ready(self) -> bool:
-        return self.readiness is Readiness.READY
+        return self.admin.ready
 
     def set_draining(self) -> None:
         """SIGTERM: readiness turns false for good; requests are still served."""
-        self.readiness = Readiness.DRAINING
+        self.admin.set_draining()
 
     def set_ready(self, ready: bool) -> None:
-        if self.readiness is not Readiness.DRAINING:
-            self.readiness = Readiness.READY if ready else Readiness.NOT_READY
+        self.admin.set_ready(ready)
 
     def error_response(self, status: int, error: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
         """The app's error document, for answers the serving layer gives before a request reaches
@@ -371,7 +299,7 @@ class EchoApp:
             await self._respond(send, scope, 200, prometheus.render(), PROMETHEUS_CONTENT_TYPE)
             return
         if path.startswith(self._prefix):
-            await self._admin(scope, receive, send, path[len(self._prefix) :])
+            await self.admin.serve(scope, send, path[len(self._prefix) :], self.in_flight)
             return
         start = self._clock()
         self.in_flight += 1
@@ -424,14 +352,14 @@ class EchoApp:
             outcome.bytes_out = await self._respond(send, scope, 431, body, extra=self._close(scope))
             return 431, outcome
 
-        held = _Held(self.budget)
+        held = RequestShare(self.budget)
         try:
             declared = headers.get("content-length")
             encoding = headers.get("content-encoding")
             upfront = False
             if declared is not None and declared.isascii() and declared.isdigit():
                 if len(declared) > 15 or int(declared) > self._max_body:
-                    raise _Refused(413, self._too_large_error())
+                    raise Refused(413, self._too_large_error())
                 if encoding is None and declared != "0":
                     # Fail fast, before reading anything, when the budget cannot take this body.
                     held.take(self._upfront_cost(int(declared), headers))
@@ -456,7 +384,7 @@ class EchoApp:
             if not complete:
                 return 499, outcome
             return await self._answer(scope, receive, send, headers, body, content_encoding, outcome, held)
-        except _Refused as refused:
+        except Refused as refused:
             if refused.status == 415:
                 refused.headers.append((b"Accept-Encoding", b"gzip, deflate"))
             outcome.bytes_out = await self._respond(
@@ -467,10 +395,9 @@ class EchoApp:
             held.release()
 
     def _upfront_cost(self, size: int, headers: Mapping[str, str]) -> int:
-        cost = _COST_PER_BODY_BYTE * size
-        if size <= self._max_json and is_json_content_type(headers.get("content-type")):
-            cost += (_JSON_OBJECTS_PER_BYTE + 6) * size
-        return cost
+        return upfront_cost(
+            size, size <= self._max_json and is_json_content_type(headers.get("content-type"))
+        )
 
     def _too_large_error(self) -> dict[str, object]:
         return {"error": f"request body larger than {self._max_body} bytes", "limit": self._max_body}
@@ -480,7 +407,7 @@ class EchoApp:
         receive: Receive,
         encoding: str | None,
         outcome: _Outcome,
-        held: _Held,
+        held: RequestShare,
         upfront: bool,
         first: Message | None = None,
     ) -> tuple[bytes, dict[str, object] | None, bool]:
@@ -492,7 +419,7 @@ class EchoApp:
             try:
                 codings = parse_content_encoding(encoding)
             except UnsupportedEncoding as exc:
-                raise _Refused(415, {"error": str(exc)}) from None
+                raise Refused(415, {"error": str(exc)}) from None
         chunks: list[bytes] = []
         received = 0
         more = True
@@ -509,22 +436,22 @@ class EchoApp:
             outcome.bytes_in = received
             if received > self._max_body:
                 # Stop reading here: the excess is never buffered.
-                raise _Refused(413, self._too_large_error())
+                raise Refused(413, self._too_large_error())
             if codings:
                 if decoder is None:
                     decoder = BodyDecoder(
-                        codings, self._max_body, lambda size: held.take(_COST_PER_BODY_BYTE * size)
+                        codings, self._max_body, lambda size: held.take(COST_PER_BODY_BYTE * size)
                     )
                 self._decode(decoder, chunk)
                 continue
             if not upfront:  # a body of unknown length: counted as it arrives
-                held.take(_COST_PER_BODY_BYTE * len(chunk))
+                held.take(COST_PER_BODY_BYTE * len(chunk))
             chunks.append(chunk)
         if decoder is not None:
             try:
                 body = decoder.finish()
             except DecodeError as exc:
-                raise _Refused(400, {"error": f"Content-Encoding: {exc}"}) from None
+                raise Refused(400, {"error": f"Content-Encoding: {exc}"}) from None
             return body, {"decoded": list(codings), "encoded_bytes": received}, True
         return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), None, True
 
@@ -532,9 +459,9 @@ class EchoApp:
         try:
             decoder.feed(chunk)
         except DecodedTooLarge:
-            raise _Refused(413, self._too_large_error()) from None
+            raise Refused(413, self._too_large_error()) from None
         except DecodeError as exc:
-            raise _Refused(400, {"error": f"Content-Encoding: {exc}"}) from None
+            raise Refused(400, {"error": f"Content-Encoding: {exc}"}) from None
 
     async def _answer(
         self,
@@ -545,7 +472,7 @@ class EchoApp:
         body: bytes,
         content_encoding: dict[str, object] | None,
         outcome: _Outcome,
-        held: _Held,
+        held: RequestShare,
     ) -> tuple[int, _Outcome]:
         raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
         query_string: bytes = scope.get("query_string", b"")
@@ -627,13 +554,13 @@ class EchoApp:
         body: bytes,
         query: Mapping[str, object],
         content_encoding: dict[str, object] | None,
-        held: _Held,
+        held: RequestShare,
     ) -> dict[str, Any]:
         if body:
             parse_json = len(body) <= self._max_json and is_json_content_type(headers.get("content-type"))
             estimate = document_estimate(body, parse_json)
             if estimate > self.config.max_response_bytes:
-                raise _Refused(
+                raise Refused(
                     413,
                     {
                         "error": f"the echo document of this body would be about {estimate} bytes, more than "
@@ -663,86 +590,6 @@ class EchoApp:
     def _close(scope: Scope) -> list[tuple[bytes, bytes]]:
         # HTTP/2 forbids connection-specific headers; there the stream reset does the same job.
         return [(b"Connection", b"close")] if scope.get("http_version", "1.1") in ("1.0", "1.1") else []
-
-    # -- admin ------------------------------------------------------------------------------------
-
-    async def _admin(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
-        method: str = scope["method"]
-        read_only = method in ("GET", "HEAD")
-        if name == "livez":
-            if read_only:
-                await self._respond(send, scope, 200, _json({"status": "alive"}))
-            else:
-                await self._method_not_allowed(scope, send, "GET, HEAD")
-        elif name == "readyz":
-            if method == "POST":
-                await self._flip_readiness(scope, send)
-            elif read_only:
-                state = self.readiness
-                await self._respond(
-                    send, scope, 200 if state is Readiness.READY else 503, _json({"status": state.value})
-                )
-            else:
-                await self._method_not_allowed(scope, send, "GET, HEAD, POST")
-        elif name == "metrics":
-            if read_only:
-                text = self.metrics.render(ready=self.ready, in_flight=self.in_flight)
-                await self._respond(send, scope, 200, text, METRICS_CONTENT_TYPE)
-            else:
-                await self._method_not_allowed(scope, send, "GET, HEAD")
-        else:
-            endpoints = [self._prefix + endpoint for endpoint in ("livez", "readyz", "metrics")]
-            body = _json({"error": f"no admin endpoint {safe_text(scope['path'])!r}", "endpoints": endpoints})
-            await self._respond(send, scope, 404, body)
-
-    async def _method_not_allowed(self, scope: Scope, send: Send, allow: str) -> None:
-        body = _json({"error": f"method {scope['method']} not allowed here", "allow": allow})
-        await self._respond(send, scope, 405, body, extra=[(b"Allow", allow.encode())])
-
-    async def _flip_readiness(self, scope: Scope, send: Send) -> None:
-        query = parse_query(scope.get("query_string", b""))
-        value = query.get("ready")
-        if not isinstance(value, str) or value.lower() not in ("true", "false"):
-            body = _json({"error": "ready: expected ?ready=true or ?ready=false", "control": "ready"})
-            await self._respond(send, scope, 400, body)
-            return
-        client = scope.get("client")
-        peer: str | None = client[0] if client else None
-        allowed = self._readyz_from is None or (peer is not None and self._readyz_from.trusted(peer))
-        wanted = value.lower() == "true"
-        before = self.readiness
-        if allowed:
-            self.set_ready(wanted)
-        # Every attempt is logged with its peer, allowed or not: a pod that turned unready says why.
-        self._log_sink(
-            orjson.dumps(
-                {
-                    "time": format_time(self._wall_clock()),
-                    "pod": self.identity.name,
-                    "event": "readiness",
-                    "peer": peer,
-                    "allowed": allowed,
-                    "ready": wanted,
-                    "before": before.value,
-                    "after": self.readiness.value,
-                },
-                option=orjson.OPT_APPEND_NEWLINE,
-            )
-        )
-        if not allowed:
-            error = (
-                f"readiness changes are allowed only from {self._readyz_who()} (ECHO_READYZ_CHANGE_FROM); "
-                f"this request came from {peer}"
-            )
-            await self._respond(send, scope, 403, _json({"error": error}))
-            return
-        await self._respond(send, scope, 200, _json({"status": self.readiness.value}))
-
-    def _readyz_who(self) -> str:
-        networks = self.config.readyz_change_from or ()
-        if networks == TrustedProxies.LOOPBACK:
-            return "loopback"
-        return ", ".join(str(network) for network in networks)
 
     # -- websocket --------------------------------------------------------------------------------
 

@@ -11,7 +11,8 @@ import httpx
 import orjson
 import pytest
 
-from echo.app import EchoApp, Readiness, create_app
+from echo.admin import Readiness
+from echo.app import EchoApp, create_app
 from echo.config import EchoConfig, env_var_names, load_config
 from echo.controls import ALL_CONTROLS
 from echo.identity import Identity, identity_from_environ
@@ -167,7 +168,7 @@ async def test_readiness_flip_and_drain(harness: Harness, client: httpx.AsyncCli
     await client.post("/_echo/readyz?ready=true")
     assert (await client.get("/_echo/readyz")).status_code == 200
     harness.app.set_draining()
-    assert harness.app.readiness is Readiness.DRAINING
+    assert harness.app.admin.readiness is Readiness.DRAINING
     drained = await client.get("/_echo/readyz")
     assert (drained.status_code, drained.json()) == (503, {"status": "draining"})
     # A demo flip cannot undo a drain.
