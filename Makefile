@@ -9,7 +9,7 @@ RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 DEPENDENCIES := import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))
 
-.PHONY: run test test-fast lint typecheck bench images test-images checkov clean
+.PHONY: run test test-fast lint typecheck bench bench-instructions images test-images checkov clean
 
 $(RUN_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +43,12 @@ test: $(STAMP) $(VENV)-checkov/.installed lint
 test-fast: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -m 'not images and not slow'
 
-test-images: $(STAMP) $(VENV)-checkov/.installed
+test-# Instructions per request under callgrind (needs valgrind), against the commit in COMPARE.
+COMPARE ?= HEAD
+bench-instructions: $(STAMP)
+	$(BIN)/python bench/echo_instructions.py --compare $(COMPARE)
+
+images: $(STAMP) $(VENV)-checkov/.installed
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -m images tests/images
 
 bench: $(STAMP)
