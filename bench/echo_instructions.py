@@ -23,7 +23,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -31,18 +30,11 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
-from echo_bench import POST_BODY, TYPICAL_HEADERS  # noqa: E402 - after the path set-up above
+from echo_bench import POST_BODY, TYPICAL_HEADERS, free_port, wait_port  # noqa: E402 - after the path set-up above
 
 COUNTS = (1000, 2000)
 START_TIMEOUT = 180.0  # echo-server's start under valgrind on a loaded machine
 REQUEST_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def request_bytes(method: str, port: int) -> bytes:
@@ -74,17 +66,6 @@ def read_answer(sock: socket.socket, pending: bytes) -> bytes:
         pending += chunk
 
 
-def wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"echo-server exited with {proc.returncode} before listening")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-            return
-        time.sleep(0.2)  # polling interval of a readiness check
-    raise RuntimeError(f"echo-server not listening on {port} within {START_TIMEOUT:g} s")
-
-
 def instructions(tree: Path, method: str, count: int, directory: Path) -> int:
     """callgrind's instruction total of one echo-server process that served ``count`` requests."""
     port = free_port()
@@ -110,7 +91,7 @@ def instructions(tree: Path, method: str, count: int, directory: Path) -> int:
         command, env=env, cwd=directory, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        wait_listening(port, proc)
+        wait_port(port, proc, START_TIMEOUT)
         request = request_bytes(method, port)
         with socket.create_connection(("127.0.0.1", port), timeout=REQUEST_TIMEOUT) as sock:
             pending = b""
