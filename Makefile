@@ -43,12 +43,7 @@ test: $(STAMP) $(VENV)-checkov/.installed lint
 test-fast: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -m 'not images and not slow'
 
-test-# Instructions per request under callgrind (needs valgrind), against the commit in COMPARE.
-COMPARE ?= HEAD
-bench-instructions: $(STAMP)
-	$(BIN)/python bench/echo_instructions.py --compare $(COMPARE)
-
-images: $(STAMP) $(VENV)-checkov/.installed
+test-images: $(STAMP) $(VENV)-checkov/.installed
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -m images tests/images
 
 bench: $(STAMP)
@@ -56,6 +51,11 @@ bench: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python bench/prober_bench.py
 	$(BIN)/python bench/picture_bench.py
 	$(BIN)/python bench/samplesize_bench.py
+
+# Instructions per request under callgrind (needs valgrind), against the commit in COMPARE.
+COMPARE ?= HEAD
+bench-instructions: $(STAMP)
+	$(BIN)/python bench/echo_instructions.py --compare $(COMPARE)
 
 images: $(STAMP)
 	bash images/build.sh
