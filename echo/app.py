@@ -362,7 +362,8 @@ class EchoApp:
                     raise Refused(413, self._too_large_error())
                 if encoding is None and declared != "0":
                     # Fail fast, before reading anything, when the budget cannot take this body.
-                    held.take(self._upfront_cost(int(declared), headers))
+                    size = int(declared)
+                    held.take(upfront_cost(size, self._parses_json(size, headers)))
                     upfront = True
             if declared is None and encoding is None and "transfer-encoding" not in headers:
                 # No body announced (GET and most requests): the server sends one empty message;
@@ -394,10 +395,9 @@ class EchoApp:
         finally:
             held.release()
 
-    def _upfront_cost(self, size: int, headers: Mapping[str, str]) -> int:
-        return upfront_cost(
-            size, size <= self._max_json and is_json_content_type(headers.get("content-type"))
-        )
+    def _parses_json(self, size: int, headers: Mapping[str, str]) -> bool:
+        """Whether a body of ``size`` bytes gets a parsed `json` field (ECHO_MAX_JSON_BYTES)."""
+        return size <= self._max_json and is_json_content_type(headers.get("content-type"))
 
     def _too_large_error(self) -> dict[str, object]:
         return {"error": f"request body larger than {self._max_body} bytes", "limit": self._max_body}
@@ -557,8 +557,7 @@ class EchoApp:
         held: RequestShare,
     ) -> dict[str, Any]:
         if body:
-            parse_json = len(body) <= self._max_json and is_json_content_type(headers.get("content-type"))
-            estimate = document_estimate(body, parse_json)
+            estimate = document_estimate(body, self._parses_json(len(body), headers))
             if estimate > self.config.max_response_bytes:
                 raise Refused(
                     413,

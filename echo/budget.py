@@ -53,10 +53,7 @@ class Refused(Exception):
 
 def upfront_cost(size: int, parse_json: bool) -> int:
     """What a body of ``size`` announced bytes is charged before it is read."""
-    cost = COST_PER_BODY_BYTE * size
-    if parse_json:
-        cost += (_JSON_OBJECTS_PER_BYTE + 6) * size
-    return cost
+    return COST_PER_BODY_BYTE * size + (_json_cost(size) if parse_json else 0)
 
 
 def document_estimate(body: bytes, parse_json: bool) -> int:
@@ -70,10 +67,12 @@ def document_estimate(body: bytes, parse_json: bool) -> int:
         short = short_controls + body.count(b'"') + body.count(b"\\")
         long = controls - short_controls
     # The text (or its base64, 4/3), then the serialised document: every byte plus its escapes.
-    estimate = 2 * size + short + 5 * long + _DOCUMENT_OVERHEAD
-    if parse_json:
-        estimate += (_JSON_OBJECTS_PER_BYTE + 6) * size
-    return estimate
+    return 2 * size + short + 5 * long + _DOCUMENT_OVERHEAD + (_json_cost(size) if parse_json else 0)
+
+
+def _json_cost(size: int) -> int:
+    """The objects a JSON body of ``size`` bytes parses into, and their share of the document."""
+    return (_JSON_OBJECTS_PER_BYTE + 6) * size
 
 
 class RequestShare:
