@@ -345,6 +345,7 @@ class EchoHttpTools(HttpToolsProtocol):
         # attribute access on it its fast path.)
         parser = self.parser
         scope = self.scope
+        raw_line, self._raw_line = self._raw_line, None
         scope["method"] = parser.get_method().decode("ascii")
         if version != "1.1":
             scope["http_version"] = version
@@ -358,9 +359,8 @@ class EchoHttpTools(HttpToolsProtocol):
         scope["path"] = self.root_path + path
         scope["raw_path"] = self.root_path.encode("ascii") + raw_path
         scope["query_string"] = url.query or b""
-        if self._raw_line is not None:
-            self._restore_raw_target(self._raw_line)
-            self._raw_line = None
+        if raw_line is not None:
+            self._restore_raw_target(raw_line)
         app = self.app
         if self.limit_concurrency is not None and (
             len(self.connections) >= self.limit_concurrency or len(self.tasks) >= self.limit_concurrency
